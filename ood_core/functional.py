@@ -1,0 +1,30 @@
+"""Functional building blocks shared by losses and scorers (mask-based, any float dtype)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ood_core.labels import is_known, known_or_zero
+from ood_core.reduction import Reduction, compute_dtype, masked_reduction
+
+
+def cross_entropy(logits: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
+    """Cross-entropy over the ID entries only: ``-log softmax(x)_y`` where ``y >= 0``.
+
+    ``logits`` ``(B, C)`` or ``(B, C, H, W)``, ``target`` ``(B,)`` or ``(B, H, W)``. ``mean``
+    averages over the ID entries (0 when there are none, graph kept); ``none`` keeps the target's
+    shape with OOD entries 0. Computed in at least fp32.
+    """
+    logp = torch.log_softmax(logits.to(compute_dtype(logits.dtype)), dim=1)
+    nll = -logp.gather(1, known_or_zero(target).unsqueeze(1)).squeeze(1)
+    return masked_reduction(nll, is_known(target), reduction, "cross_entropy")
+
+
+def energy(logits: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
+    """Free energy ``E(x) = -T log sum_c exp(f_c(x) / T)`` over dim 1 (higher = more OOD).
+
+    Liu et al., "Energy-based Out-of-distribution Detection", NeurIPS 2020.
+    """
+    x = logits.to(compute_dtype(logits.dtype))
+    return -temperature * torch.logsumexp(x / temperature, dim=1)

@@ -1,0 +1,532 @@
+"""The conformance checks: each takes a case and raises ``AssertionError`` when the rule fails.
+
+Losses follow DESIGN.md's loss rules (shapes, dtypes, empty/all-ID/all-OOD batches, bad input,
+device moves, persistent state, ``torch.compile(fullgraph=True)``, a standalone scorer);
+scorers its scorer rules (shapes, dtypes, large inputs, state, compile, ``torch.export`` at
+several batch sizes).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ood_core.registry import get_info, get_registry
+from ood_core.testing.cases import InputSpec, LossCase, ScorerCase, default_inputs
+
+DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+#: backend for the compile checks: "eager" checks graph capture (fullgraph) cheaply; set
+#: OODX_COMPILE_BACKEND=inductor to also generate and run code.
+COMPILE_BACKEND = os.environ.get("OODX_COMPILE_BACKEND", "eager")
+
+
+class NotApplicable(Exception):
+    """Raised by a check that does not apply to a case (the runner reports it as skipped)."""
+
+
+# ------------------------------------------------------------------------------------------
+# helpers
+
+
+def _skip(case: LossCase | ScorerCase, check: str) -> None:
+    if check in case.skip:
+        raise NotApplicable(f"{case}: {check} skipped: {case.skip[check]}")
+
+
+def _loss_info(case: LossCase):
+    return get_info("loss", case.name)
+
+
+def _build_loss(case: LossCase, seed: int = 0) -> nn.Module:
+    from ood_core.registry import create_loss
+
+    torch.manual_seed(seed)
+    loss = create_loss(case.name, **case.kwargs)
+    assert isinstance(loss, nn.Module), f"{case}: create_loss must return a torch.nn.Module"
+    return loss
+
+
+def _spec(case: LossCase | ScorerCase, **kw: Any) -> InputSpec:
+    base = dict(batch=6, num_classes=case.num_classes, dim=case.dim)
+    base.update(kw)
+    return InputSpec(**base)
+
+
+def _loss_inputs(case: LossCase, spec: InputSpec) -> tuple[Any, ...]:
+    if case.make_inputs is not None:
+        return tuple(case.make_inputs(spec))
+    return default_inputs(spec, _loss_info(case).inputs)
+
+
+def _tasks(case: LossCase | ScorerCase, registered: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(case.tasks or registered)
+
+
+def _float_inputs(args: tuple[Any, ...]) -> list[Tensor]:
+    return [a for a in args if isinstance(a, Tensor) and a.is_floating_point()]
+
+
+def _assert_finite(value: Tensor, what: str) -> None:
+    assert isinstance(value, Tensor), f"{what}: expected a tensor, got {type(value).__name__}"
+    assert value.is_floating_point(), f"{what}: expected a floating tensor, got {value.dtype}"
+    bad = ~torch.isfinite(value.detach())
+    assert not bool(bad.any()), f"{what}: {int(bad.sum())} non-finite value(s) in {value.detach()}"
+
+
+def _backward(value: Tensor, args: tuple[Any, ...], loss: nn.Module, what: str) -> None:
+    leaves = [a for a in _float_inputs(args) if a.requires_grad]
+    leaves += [p for p in loss.parameters() if p.requires_grad]
+    assert value.requires_grad, (
+        f"{what}: the result is detached from the graph (inputs require grad but the loss does not)"
+    )
+    grads = torch.autograd.grad(value.sum(), leaves, allow_unused=True)
+    for leaf, grad in zip(leaves, grads):
+        if grad is not None:
+            _assert_finite(grad.float(), f"{what}: gradient w.r.t. a {tuple(leaf.shape)} input")
+
+
+def _close(a: Tensor, b: Tensor, case: LossCase | ScorerCase, what: str) -> None:
+    torch.testing.assert_close(
+        a.detach().double(), b.detach().double(), atol=case.atol, rtol=case.rtol, msg=lambda m: f"{case}: {what}: {m}"
+    )
+
+
+def _plugin_module(plugin: str) -> str:
+    return get_registry().plugins[plugin].module
+
+
+def _assert_light_import(module: str, target_module: str, what: str) -> None:
+    code = (
+        "import sys, importlib; importlib.import_module(%r); "
+        "heavy = [m for m in ('torch', %r) if m in sys.modules]; "
+        "print(','.join(heavy)); sys.exit(3 if heavy else 0)" % (module, target_module)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, (
+        f"{what}: importing the plugin module {module!r} must not import torch or the method's "
+        f"code ({target_module}); it imported: {proc.stdout.strip() or proc.stderr.strip()}"
+    )
+
+
+def _check_metadata(info: Any, case: LossCase | ScorerCase) -> type:
+    assert info.summary.strip(), f"{case}: registration needs a summary"
+    obj = info.load()
+    assert isinstance(obj, type) and issubclass(obj, nn.Module), (
+        f"{case}: target {info.target} must be a torch.nn.Module subclass, got {obj!r}"
+    )
+    doc = inspect.getdoc(obj) or ""
+    assert doc.strip(), f"{case}: {obj.__name__} needs a docstring (one line, formula, paper)"
+    return obj
+
+
+# ------------------------------------------------------------------------------------------
+# loss checks
+
+
+def check_loss_registration(case: LossCase) -> None:
+    """Metadata is complete, the target is a documented nn.Module, the natural scorer exists."""
+    info = _loss_info(case)
+    _check_metadata(info, case)
+    if info.scorer:
+        get_info("scorer", info.scorer)  # raises UnknownNameError naming the alternatives
+    sig = inspect.signature(info.load().forward)
+    params = [p for p in sig.parameters.values() if p.name != "self"]
+    assert len(params) >= len(info.inputs) or any(
+        p.kind is p.VAR_POSITIONAL for p in params
+    ), f"{case}: registered inputs {info.inputs} do not fit forward{sig}"
+
+
+def check_loss_lazy_import(case: LossCase) -> None:
+    """The plugin's entry-point module imports neither torch nor the loss's module."""
+    info = _loss_info(case)
+    _assert_light_import(_plugin_module(info.plugin), info.target.split(":")[0], str(case))
+
+
+def check_loss_forward(case: LossCase) -> None:
+    """Mean reduction gives a finite scalar with gradients, for every registered task."""
+    for task in _tasks(case, _loss_info(case).tasks):
+        loss = _build_loss(case)
+        args = _loss_inputs(case, _spec(case, task=task))
+        out = loss(*args)
+        what = f"{case} ({task})"
+        _assert_finite(out, what)
+        assert out.dim() == 0, f"{what}: expected a scalar loss, got shape {tuple(out.shape)}"
+        _backward(out, args, loss, what)
+
+
+def check_loss_dtypes(case: LossCase) -> None:
+    """fp16, bf16, fp32 and fp64 inputs give a finite loss and finite gradients."""
+    for dtype in DTYPES:
+        loss = _build_loss(case)
+        args = _loss_inputs(case, _spec(case, dtype=dtype))
+        out = loss(*args)
+        what = f"{case} ({dtype})"
+        _assert_finite(out, what)
+        _backward(out, args, loss, what)
+
+
+def check_loss_batches(case: LossCase) -> None:
+    """Empty, all-ID and all-OOD batches give a finite value with the graph kept."""
+    for task in _tasks(case, _loss_info(case).tasks):
+        for mode in ("empty", "id", "ood"):
+            loss = _build_loss(case)
+            args = _loss_inputs(case, _spec(case, task=task, mode=mode))
+            what = f"{case} ({task}, {mode} batch)"
+            out = loss(*args)
+            _assert_finite(out, what)
+            _backward(out, args, loss, what)
+
+
+def _expect_value_error(
+    loss: nn.Module, args: tuple[Any, ...], names: set[str], arg_names: set[str], what: str
+) -> None:
+    try:
+        loss(*args)
+    except ValueError as exc:
+        message = str(exc)
+        assert any(n in message for n in names), (
+            f"{what}: the ValueError must name the loss ({' or '.join(sorted(names))}): {message}"
+        )
+        assert any(a in message for a in arg_names), (
+            f"{what}: the ValueError must name the argument ({' or '.join(sorted(arg_names))}): "
+            f"{message}"
+        )
+        return
+    except Exception as exc:  # noqa: BLE001 - the wrong kind of error is the failure we report
+        raise AssertionError(
+            f"{what}: expected a ValueError naming the loss and the argument, got "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    raise AssertionError(f"{what}: bad input was accepted silently")
+
+
+def check_loss_bad_input(case: LossCase) -> None:
+    """Wrong rank, mismatched batch, target >= C, float target and NaN raise a clear ValueError."""
+    info = _loss_info(case)
+    loss = _build_loss(case)
+    args = _loss_inputs(case, _spec(case))
+    params = [p.name for p in inspect.signature(loss.forward).parameters.values()]
+    names = {info.name, type(loss).__name__}
+
+    def arg_names(i: int) -> set[str]:
+        out = {params[i]} if i < len(params) else set()
+        if i < len(info.inputs):
+            out.add(info.inputs[i])
+        return out
+
+    floats = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.is_floating_point()]
+    ints = [
+        i
+        for i, a in enumerate(args)
+        if isinstance(a, Tensor) and not a.is_floating_point() and a.dtype != torch.bool
+    ]
+    mutations: list[tuple[str, int, Callable[[Tensor], Tensor]]] = []
+    if floats:
+        i = floats[0]
+        mutations.append(("wrong rank", i, lambda x: x.detach()[..., None].requires_grad_()))
+
+        def with_nan(x: Tensor) -> Tensor:
+            y = x.detach().clone()
+            y.view(-1)[0] = float("nan")
+            return y.requires_grad_()
+
+        mutations.append(("NaN", i, with_nan))
+    if ints:
+        j = ints[0]
+        mutations.append(("mismatched batch", j, lambda t: t[:-1]))
+        if "target_range" not in case.skip:
+            mutations.append(
+                ("target >= C", j, lambda t: torch.where(t >= 0, t, 0).fill_(case.num_classes))
+            )
+        mutations.append(("float target", j, lambda t: t.float()))
+    assert mutations, f"{case}: no tensor inputs to corrupt; give the case make_inputs"
+    for label, index, mutate in mutations:
+        bad = list(args)
+        bad[index] = mutate(args[index])
+        allowed = arg_names(index)
+        if label == "mismatched batch":
+            allowed = set().union(*(arg_names(i) for i in range(len(args))))
+        _expect_value_error(loss, tuple(bad), names, allowed, f"{case} ({label})")
+
+
+def _train_steps(loss: nn.Module, case: LossCase, steps: int = 2) -> None:
+    loss.train()
+    for step in range(steps):
+        args = _loss_inputs(case, _spec(case, seed=100 + step))
+        out = loss(*args)
+        out.backward()
+
+
+def check_loss_state_dict(case: LossCase) -> None:
+    """All state is persistent: a fresh instance loading the state dict behaves the same."""
+    trained = _build_loss(case, seed=0)
+    _train_steps(trained, case)
+    state = trained.state_dict()
+    for name, _ in trained.named_buffers():
+        assert name in state, (
+            f"{case}: buffer {name!r} is not in state_dict (register it with persistent=True) "
+            "so it is lost on save/load"
+        )
+    fresh = _build_loss(case, seed=1)
+    fresh.load_state_dict(state, strict=True)
+    copied = copy.deepcopy(trained)
+    args = _loss_inputs(case, _spec(case, seed=7))
+    for module in (trained, fresh, copied):
+        module.eval()
+    with torch.no_grad():
+        torch.manual_seed(3)
+        a = trained(*args)
+        torch.manual_seed(3)
+        b = fresh(*args)
+        torch.manual_seed(3)
+        c = copied(*args)
+    _assert_finite(b, f"{case} after load_state_dict")
+    if case.deterministic:
+        _close(a, b, case, "result after load_state_dict")
+        _close(a, c, case, "result of a deepcopy")
+
+
+def check_loss_device_move(case: LossCase) -> None:
+    """``.to(float64)`` (and ``.to("cuda")`` when present) moves all state; forward still works."""
+    targets: list[tuple[str, torch.dtype]] = [("cpu", torch.float64)]
+    if torch.cuda.is_available():
+        targets.append(("cuda", torch.float32))
+    for device, dtype in targets:
+        loss = _build_loss(case).to(device=device, dtype=dtype)
+        for name, t in list(loss.named_parameters()) + list(loss.named_buffers()):
+            assert t.device.type == device, f"{case}: {name} stayed on {t.device} after .to({device})"
+        args = _loss_inputs(case, _spec(case, dtype=dtype, device=device))
+        out = loss(*args)
+        _assert_finite(out.cpu(), f"{case} on {device}/{dtype}")
+        assert out.device.type == device, f"{case}: result on {out.device}, expected {device}"
+
+
+def check_loss_compile(case: LossCase) -> None:
+    """``torch.compile(fullgraph=True)`` captures forward in one graph and matches eager."""
+    import torch._dynamo
+
+    eager = _build_loss(case)
+    eager.train()
+    compiled_module = copy.deepcopy(eager)
+    torch._dynamo.reset()
+    compiled = torch.compile(compiled_module, fullgraph=True, backend=COMPILE_BACKEND)
+    args = _loss_inputs(case, _spec(case))
+    args_c = tuple(a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a for a in args)
+    torch.manual_seed(5)
+    expected = eager(*args)
+    torch.manual_seed(5)
+    try:
+        got = compiled(*args_c)
+    except Exception as exc:  # noqa: BLE001 - report dynamo's reason
+        raise AssertionError(
+            f"{case}: torch.compile(fullgraph=True, backend={COMPILE_BACKEND!r}) failed: "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    _assert_finite(got, f"{case} compiled")
+    _backward(got, args_c, compiled_module, f"{case} compiled")
+    if case.deterministic:
+        _close(got, expected, case, "compiled result")
+        for (name, a), (_, b) in zip(eager.named_buffers(), compiled_module.named_buffers()):
+            if a.is_floating_point():
+                _close(a, b, case, f"buffer {name} after a compiled step")
+
+
+def check_loss_scorer(case: LossCase) -> None:
+    """``loss.scorer()`` returns a standalone scorer module whose scores are finite and ``(B,)``."""
+    info = _loss_info(case)
+    loss = _build_loss(case)
+    _train_steps(loss, case, steps=1)
+    assert hasattr(loss, "scorer"), f"{case}: a loss must offer scorer()"
+    scorer = loss.scorer()
+    assert isinstance(scorer, nn.Module), f"{case}: scorer() must return an nn.Module"
+    reads = get_info("scorer", info.scorer).reads if info.scorer else "logits"
+    x = _scorer_input(reads, _spec(case))
+    scores = scorer.eval()(x)
+    _assert_finite(scores, f"{case}: scorer() output")
+    assert tuple(scores.shape) == (x.shape[0],), f"{case}: scores shape {tuple(scores.shape)}"
+    state = {k: v.clone() for k, v in loss.state_dict().items()}
+    with torch.no_grad():
+        for p in loss.parameters():
+            p.add_(1.0)
+    after = scorer(x)
+    for k, v in loss.state_dict().items():
+        v.copy_(state[k])
+    _close(after, scores, case, "scorer() must hold a copy of the state, not a view of the loss")
+
+
+LOSS_CHECKS: tuple[Callable[[LossCase], None], ...] = (
+    check_loss_registration,
+    check_loss_lazy_import,
+    check_loss_forward,
+    check_loss_dtypes,
+    check_loss_batches,
+    check_loss_bad_input,
+    check_loss_state_dict,
+    check_loss_device_move,
+    check_loss_compile,
+    check_loss_scorer,
+)
+
+
+# ------------------------------------------------------------------------------------------
+# scorer checks
+
+
+def _scorer_input(reads: str, spec: InputSpec) -> Tensor:
+    name = "logits" if reads == "logits" else "embedding"
+    (x,) = default_inputs(spec.replace(mode="id"), (name,))
+    return x.detach()
+
+
+def _scorer_info(case: ScorerCase):
+    return get_info("scorer", case.name)
+
+
+def _build_scorer(case: ScorerCase, seed: int = 0) -> nn.Module:
+    from ood_core.registry import create_scorer
+
+    torch.manual_seed(seed)
+    if case.from_loss is not None:
+        loss = _build_loss(case.from_loss, seed=seed)
+        _train_steps(loss, case.from_loss, steps=1)
+        scorer = loss.scorer()
+    else:
+        scorer = create_scorer(case.name, **case.kwargs)
+    if case.fit is not None:
+        case.fit(scorer, _spec(case, seed=seed + 50))
+    assert isinstance(scorer, nn.Module), f"{case}: a scorer must be an nn.Module"
+    return scorer.eval()
+
+
+def check_scorer_registration(case: ScorerCase) -> None:
+    """Metadata is complete and the target is a documented nn.Module."""
+    info = _scorer_info(case)
+    _check_metadata(info, case)
+    if info.needs_fit:
+        assert hasattr(info.load(), "fit"), f"{case}: needs_fit=True but the scorer has no fit()"
+
+
+def check_scorer_lazy_import(case: ScorerCase) -> None:
+    """The plugin's entry-point module imports neither torch nor the scorer's module."""
+    info = _scorer_info(case)
+    _assert_light_import(_plugin_module(info.plugin), info.target.split(":")[0], str(case))
+
+
+def check_scorer_forward(case: ScorerCase) -> None:
+    """Scores are ``(B,)`` (``(B, H, W)`` for segmentation), finite; ``predict`` gives int64."""
+    info = _scorer_info(case)
+    for task in _tasks(case, info.tasks):
+        scorer = _build_scorer(case)
+        spec = _spec(case, task=task)
+        x = _scorer_input(info.reads, spec)
+        scores = scorer(x)
+        expected = (x.shape[0], *x.shape[2:])
+        what = f"{case} ({task})"
+        _assert_finite(scores, what)
+        assert tuple(scores.shape) == expected, f"{what}: scores shape {tuple(scores.shape)}, expected {expected}"
+        if hasattr(scorer, "predict"):
+            pred = scorer.predict(x)
+            assert pred.dtype == torch.int64, f"{what}: predict() must give int64, got {pred.dtype}"
+            assert tuple(pred.shape) == expected, f"{what}: predict() shape {tuple(pred.shape)}"
+        empty = scorer(x[:0])
+        assert tuple(empty.shape) == (0, *x.shape[2:]), f"{what}: empty batch gives {tuple(empty.shape)}"
+
+
+def check_scorer_dtypes(case: ScorerCase) -> None:
+    """fp16, bf16, fp32 and fp64 outputs give finite scores."""
+    info = _scorer_info(case)
+    scorer = _build_scorer(case)
+    for dtype in DTYPES:
+        x = _scorer_input(info.reads, _spec(case, dtype=dtype))
+        _assert_finite(scorer(x), f"{case} ({dtype})")
+
+
+def check_scorer_extremes(case: ScorerCase) -> None:
+    """Large-magnitude outputs (|x| = 1e4 in fp32) give finite scores, in the same order."""
+    info = _scorer_info(case)
+    scorer = _build_scorer(case)
+    x = _scorer_input(info.reads, _spec(case))
+    for scale in (1e4, -1e4):
+        _assert_finite(scorer(x * scale), f"{case} (inputs scaled by {scale:g})")
+
+
+def check_scorer_state_dict(case: ScorerCase) -> None:
+    """All scorer state is persistent: a fresh scorer loading the state dict scores the same."""
+    info = _scorer_info(case)
+    scorer = _build_scorer(case, seed=0)
+    state = scorer.state_dict()
+    for name, _ in scorer.named_buffers():
+        assert name in state, f"{case}: buffer {name!r} is not persistent"
+    other = _build_scorer(case, seed=1)
+    other.load_state_dict(state, strict=True)
+    x = _scorer_input(info.reads, _spec(case))
+    _close(other(x), scorer(x), case, "scores after load_state_dict")
+    _close(copy.deepcopy(scorer)(x), scorer(x), case, "scores of a deepcopy")
+
+
+def check_scorer_compile(case: ScorerCase) -> None:
+    """``torch.compile(fullgraph=True)`` captures the scorer and matches eager."""
+    import torch._dynamo
+
+    info = _scorer_info(case)
+    scorer = _build_scorer(case)
+    torch._dynamo.reset()
+    compiled = torch.compile(copy.deepcopy(scorer), fullgraph=True, backend=COMPILE_BACKEND)
+    x = _scorer_input(info.reads, _spec(case))
+    _close(compiled(x), scorer(x), case, "compiled scores")
+
+
+def check_scorer_export(case: ScorerCase) -> None:
+    """``torch.export`` with a dynamic batch (traced at 2) matches eager at batch 1, 3 and 9."""
+    from torch.export import Dim, export
+
+    info = _scorer_info(case)
+    for task in _tasks(case, info.tasks):
+        scorer = _build_scorer(case)
+        x2 = _scorer_input(info.reads, _spec(case, task=task, batch=2))
+        try:
+            program = export(scorer, (x2,), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 16)},))
+        except Exception as exc:  # noqa: BLE001 - report the exporter's reason
+            raise AssertionError(
+                f"{case} ({task}): torch.export failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        module = program.module()
+        for batch in (1, 3, 9):
+            x = _scorer_input(info.reads, _spec(case, task=task, batch=batch, seed=batch))
+            _close(module(x), scorer(x), case, f"exported scores at batch {batch} ({task})")
+        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(11), dtype=x.dtype)
+        perturbed = module(x * 1.7 + noise)
+        assert not torch.equal(perturbed, module(x)), (
+            f"{case}: exported scores do not depend on the input (constant-folded?)"
+        )
+
+
+SCORER_CHECKS: tuple[Callable[[ScorerCase], None], ...] = (
+    check_scorer_registration,
+    check_scorer_lazy_import,
+    check_scorer_forward,
+    check_scorer_dtypes,
+    check_scorer_extremes,
+    check_scorer_state_dict,
+    check_scorer_compile,
+    check_scorer_export,
+)
+
+
+def checks_for(case: LossCase | ScorerCase) -> tuple[Callable[[Any], None], ...]:
+    """The checks that apply to ``case``."""
+    return LOSS_CHECKS if isinstance(case, LossCase) else SCORER_CHECKS
+
+
+def run_check(check: Callable[[Any], None], case: LossCase | ScorerCase) -> None:
+    """Run one check on one case, honouring the case's ``skip`` entries."""
+    _skip(case, check.__name__)
+    check(case)
