@@ -45,7 +45,9 @@ def masked_mean(values: Tensor, mask: Tensor) -> Tensor:
     return (selected * mask).sum() / mask.sum().clamp_min(1)
 
 
-def masked_reduction(values: Tensor, mask: Tensor, reduction: Reduction, owner: str = "loss") -> Tensor:
+def masked_reduction(
+    values: Tensor, mask: Tensor, reduction: Reduction, owner: str = "loss"
+) -> Tensor:
     """Reduce ``values`` over the entries where ``mask`` holds.
 
     ``mean`` divides by the number of selected entries (0 when none are), ``sum`` sums them, and

@@ -97,7 +97,11 @@ class ExporterInfo(_Info):
     suffix: str = ""
 
 
-INFO_TYPES: dict[str, type[_Info]] = {"loss": LossInfo, "scorer": ScorerInfo, "exporter": ExporterInfo}
+INFO_TYPES: dict[str, type[_Info]] = {
+    "loss": LossInfo,
+    "scorer": ScorerInfo,
+    "exporter": ExporterInfo,
+}
 _HOOK_KIND = {
     "oodx_register_losses": "loss",
     "oodx_register_scorers": "scorer",
@@ -379,7 +383,9 @@ class Registry:
                 from ood_core import __version__
 
                 if isinstance(api, int) and api > _hookspec.PLUGIN_API_VERSION:
-                    advice = f"upgrade ood-core (pip install -U ood-core; {__version__} is installed)"
+                    advice = (
+                        f"upgrade ood-core (pip install -U ood-core; {__version__} is installed)"
+                    )
                 else:
                     advice = f"upgrade {info.distribution or info.name} to a release for API "
                     advice += f"{_hookspec.PLUGIN_API_VERSION}"
@@ -423,7 +429,9 @@ class Registry:
             if args:
                 names = ("name", "target")
                 if len(args) > len(names):
-                    raise TypeError("register() takes name and target positionally, the rest by keyword")
+                    raise TypeError(
+                        "register() takes name and target positionally, the rest by keyword"
+                    )
                 for key, value in zip(names, args):
                     fields[key] = value
             try:

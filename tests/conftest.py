@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 TORCH_SPEC = f"torch=={os.environ.get('OODX_TORCH_VERSION', '2.13.0')}"
 
 
-def run(cmd: Sequence[str | os.PathLike], *, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+def run(
+    cmd: Sequence[str | os.PathLike], *, timeout: float = 600, **kw
+) -> subprocess.CompletedProcess:
     """Run a command, raising with its output on failure."""
     proc = subprocess.run(
         [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kw
@@ -49,8 +51,20 @@ class Wheelhouse:
         if src not in self.built:
             out = self.path / src.name
             out.mkdir(parents=True, exist_ok=True)
-            run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                 "--quiet", "-w", out, src])
+            run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--no-deps",
+                    "--no-build-isolation",
+                    "--quiet",
+                    "-w",
+                    out,
+                    src,
+                ]
+            )
             wheels = sorted(out.glob("*.whl"))
             assert len(wheels) == 1, f"expected one wheel for {src}, got {wheels}"
             self.built[src] = wheels[0]
@@ -71,7 +85,10 @@ class Venv:
         return self.path / "bin" / name
 
     def pip(self, *args: str | os.PathLike, timeout: float = 900) -> subprocess.CompletedProcess:
-        return run([self.python, "-m", "pip", "--disable-pip-version-check", "--quiet", *args], timeout=timeout)
+        return run(
+            [self.python, "-m", "pip", "--disable-pip-version-check", "--quiet", *args],
+            timeout=timeout,
+        )
 
     def install(self, *wheels: str | os.PathLike) -> None:
         """Install wheels (their dependencies from the index, oodx's own from the wheels given)."""
@@ -80,15 +97,27 @@ class Venv:
     def uninstall(self, *names: str) -> None:
         self.pip("uninstall", "-y", *names)
 
-    def run_python(self, code: str, *, env: dict | None = None, cwd: str | os.PathLike | None = None,
-                   check: bool = True) -> subprocess.CompletedProcess:
+    def run_python(
+        self,
+        code: str,
+        *,
+        env: dict | None = None,
+        cwd: str | os.PathLike | None = None,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "OODX_"))}
         full_env.update(env or {})
         cmd = [self.python, "-c", code]
         if check:
             return run(cmd, env=full_env, cwd=cwd or self.path)
-        return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=full_env,
-                              cwd=cwd or self.path, timeout=600)
+        return subprocess.run(
+            [str(c) for c in cmd],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            cwd=cwd or self.path,
+            timeout=600,
+        )
 
 
 @pytest.fixture(scope="session")

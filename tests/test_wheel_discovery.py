@@ -14,7 +14,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-GOOD_PLUGIN = '''
+GOOD_PLUGIN = """
 from ood_core import hookimpl
 
 OODX_PLUGIN_API = 1
@@ -31,7 +31,7 @@ def oodx_register_losses(register):
 def oodx_register_scorers(register):
     register(name="acme-score", target="acme_oodx.loss:AcmeScore", summary="Toy scorer.",
              reads="logits", needs_fit=False, tasks=("classification",))
-'''
+"""
 
 GOOD_LOSS = '''
 import torch
@@ -119,7 +119,9 @@ def oodx_register_losses(register):
 }
 
 
-def _write_dist(root: Path, dist: str, package: str, modules: dict[str, str], eps: dict[str, str]) -> Path:
+def _write_dist(
+    root: Path, dist: str, package: str, modules: dict[str, str], eps: dict[str, str]
+) -> Path:
     root.mkdir(parents=True)
     (root / package).mkdir()
     (root / package / "__init__.py").write_text("")
@@ -259,7 +261,9 @@ def test_disable_and_allow_lists(venv_with_plugins):
 
     only_builtin = _report(venv_with_plugins, OODX_PLUGINS="")
     assert only_builtin["losses"] == ["cross-entropy"]
-    assert {p["status"] for n, p in only_builtin["plugins"].items() if n != "builtin"} == {"disabled"}
+    assert {p["status"] for n, p in only_builtin["plugins"].items() if n != "builtin"} == {
+        "disabled"
+    }
 
     only_acme = _report(venv_with_plugins, OODX_PLUGINS="acme")
     assert only_acme["losses"] == ["acme-loss", "cross-entropy"]

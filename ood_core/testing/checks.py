@@ -74,6 +74,14 @@ def _float_inputs(args: tuple[Any, ...]) -> list[Tensor]:
     return [a for a in args if isinstance(a, Tensor) and a.is_floating_point()]
 
 
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> Any:
+    """Call ``fn(*args)``; an exception becomes an AssertionError saying which case failed."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any exception is the failure we report
+        raise AssertionError(f"{what}: forward raised {type(exc).__name__}: {exc}") from exc
+
+
 def _assert_finite(value: Tensor, what: str) -> None:
     assert isinstance(value, Tensor), f"{what}: expected a tensor, got {type(value).__name__}"
     assert value.is_floating_point(), f"{what}: expected a floating tensor, got {value.dtype}"
@@ -95,7 +103,11 @@ def _backward(value: Tensor, args: tuple[Any, ...], loss: nn.Module, what: str) 
 
 def _close(a: Tensor, b: Tensor, case: LossCase | ScorerCase, what: str) -> None:
     torch.testing.assert_close(
-        a.detach().double(), b.detach().double(), atol=case.atol, rtol=case.rtol, msg=lambda m: f"{case}: {what}: {m}"
+        a.detach().double(),
+        b.detach().double(),
+        atol=case.atol,
+        rtol=case.rtol,
+        msg=lambda m: f"{case}: {what}: {m}",
     )
 
 
@@ -105,9 +117,9 @@ def _plugin_module(plugin: str) -> str:
 
 def _assert_light_import(module: str, target_module: str, what: str) -> None:
     code = (
-        "import sys, importlib; importlib.import_module(%r); "
-        "heavy = [m for m in ('torch', %r) if m in sys.modules]; "
-        "print(','.join(heavy)); sys.exit(3 if heavy else 0)" % (module, target_module)
+        f"import sys, importlib; importlib.import_module({module!r}); "
+        f"heavy = [m for m in ('torch', {target_module!r}) if m in sys.modules]; "
+        "print(','.join(heavy)); sys.exit(3 if heavy else 0)"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, (
@@ -127,6 +139,69 @@ def _check_metadata(info: Any, case: LossCase | ScorerCase) -> type:
     return obj
 
 
+class _HostSyncDetector:
+    """Records ATen ops that read tensor values on the host or make shapes depend on data.
+
+    On a GPU each of them is a host-device synchronisation (``.item()``, ``bool(t)``,
+    ``nonzero``, boolean-mask indexing, ``unique``, ``masked_select``); on the CPU they are the
+    same ops, so this check finds on any machine what ``torch.cuda.set_sync_debug_mode`` would
+    find on a GPU.
+    """
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        aten = torch.ops.aten
+        sync_ops = {
+            aten._local_scalar_dense.default,
+            aten.nonzero.default,
+            aten.nonzero_static.default,
+            aten.masked_select.default,
+            aten._unique2.default,
+            aten.unique_dim.default,
+            aten.unique_consecutive.default,
+            aten.repeat_interleave.Tensor,
+        }
+        found: list[str] = []
+        self.found = found
+
+        def has_bool_index(indices: Any) -> bool:
+            return any(isinstance(i, Tensor) and i.dtype == torch.bool for i in indices or ())
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+                packet = func.overloadpacket
+                if func in sync_ops or (
+                    packet in (aten.index, aten.index_put, aten.index_put_, aten._index_put_impl_)
+                    and len(args) > 1
+                    and has_bool_index(args[1])
+                ):
+                    found.append(str(func))
+                return func(*args, **(kwargs or {}))
+
+        self.mode = Mode()
+
+    def __enter__(self) -> _HostSyncDetector:
+        from ood_core.validation import set_value_checks
+
+        set_value_checks("never")  # value checks are off on accelerators by default, too
+        self.mode.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        from ood_core.validation import set_value_checks
+
+        self.mode.__exit__(*exc)
+        set_value_checks("auto")
+
+    def assert_none(self, what: str) -> None:
+        assert not self.found, (
+            f"{what}: ops that synchronise host and device / make shapes data-dependent: "
+            f"{sorted(set(self.found))} (use masks and torch.where instead of boolean indexing, "
+            "and keep tensor values off the host)"
+        )
+
+
 # ------------------------------------------------------------------------------------------
 # loss checks
 
@@ -139,9 +214,9 @@ def check_loss_registration(case: LossCase) -> None:
         get_info("scorer", info.scorer)  # raises UnknownNameError naming the alternatives
     sig = inspect.signature(info.load().forward)
     params = [p for p in sig.parameters.values() if p.name != "self"]
-    assert len(params) >= len(info.inputs) or any(
-        p.kind is p.VAR_POSITIONAL for p in params
-    ), f"{case}: registered inputs {info.inputs} do not fit forward{sig}"
+    assert len(params) >= len(info.inputs) or any(p.kind is p.VAR_POSITIONAL for p in params), (
+        f"{case}: registered inputs {info.inputs} do not fit forward{sig}"
+    )
 
 
 def check_loss_lazy_import(case: LossCase) -> None:
@@ -155,8 +230,8 @@ def check_loss_forward(case: LossCase) -> None:
     for task in _tasks(case, _loss_info(case).tasks):
         loss = _build_loss(case)
         args = _loss_inputs(case, _spec(case, task=task))
-        out = loss(*args)
         what = f"{case} ({task})"
+        out = _call(loss, args, what)
         _assert_finite(out, what)
         assert out.dim() == 0, f"{what}: expected a scalar loss, got shape {tuple(out.shape)}"
         _backward(out, args, loss, what)
@@ -167,8 +242,8 @@ def check_loss_dtypes(case: LossCase) -> None:
     for dtype in DTYPES:
         loss = _build_loss(case)
         args = _loss_inputs(case, _spec(case, dtype=dtype))
-        out = loss(*args)
         what = f"{case} ({dtype})"
+        out = _call(loss, args, what)
         _assert_finite(out, what)
         _backward(out, args, loss, what)
 
@@ -180,7 +255,7 @@ def check_loss_batches(case: LossCase) -> None:
             loss = _build_loss(case)
             args = _loss_inputs(case, _spec(case, task=task, mode=mode))
             what = f"{case} ({task}, {mode} batch)"
-            out = loss(*args)
+            out = _call(loss, args, what)
             _assert_finite(out, what)
             _backward(out, args, loss, what)
 
@@ -302,7 +377,9 @@ def check_loss_device_move(case: LossCase) -> None:
     for device, dtype in targets:
         loss = _build_loss(case).to(device=device, dtype=dtype)
         for name, t in list(loss.named_parameters()) + list(loss.named_buffers()):
-            assert t.device.type == device, f"{case}: {name} stayed on {t.device} after .to({device})"
+            assert t.device.type == device, (
+                f"{case}: {name} stayed on {t.device} after .to({device})"
+            )
         args = _loss_inputs(case, _spec(case, dtype=dtype, device=device))
         out = loss(*args)
         _assert_finite(out.cpu(), f"{case} on {device}/{dtype}")
@@ -319,7 +396,10 @@ def check_loss_compile(case: LossCase) -> None:
     torch._dynamo.reset()
     compiled = torch.compile(compiled_module, fullgraph=True, backend=COMPILE_BACKEND)
     args = _loss_inputs(case, _spec(case))
-    args_c = tuple(a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a for a in args)
+    args_c = tuple(
+        a.detach().clone().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a
+        for a in args
+    )
     torch.manual_seed(5)
     expected = eager(*args)
     torch.manual_seed(5)
@@ -337,6 +417,20 @@ def check_loss_compile(case: LossCase) -> None:
         for (name, a), (_, b) in zip(eager.named_buffers(), compiled_module.named_buffers()):
             if a.is_floating_point():
                 _close(a, b, case, f"buffer {name} after a compiled step")
+
+
+def check_loss_no_sync(case: LossCase) -> None:
+    """Forward and backward (train and eval mode) cause no host-device synchronisation."""
+    for task in _tasks(case, _loss_info(case).tasks):
+        loss = _build_loss(case)
+        for mode in ("train", "eval"):
+            loss.train(mode == "train")
+            args = _loss_inputs(case, _spec(case, task=task))
+            with _HostSyncDetector() as detector:
+                out = loss(*args)
+                if out.requires_grad:
+                    out.backward()
+            detector.assert_none(f"{case} ({task}, {mode} mode)")
 
 
 def check_loss_scorer(case: LossCase) -> None:
@@ -372,6 +466,7 @@ LOSS_CHECKS: tuple[Callable[[LossCase], None], ...] = (
     check_loss_state_dict,
     check_loss_device_move,
     check_loss_compile,
+    check_loss_no_sync,
     check_loss_scorer,
 )
 
@@ -431,13 +526,17 @@ def check_scorer_forward(case: ScorerCase) -> None:
         expected = (x.shape[0], *x.shape[2:])
         what = f"{case} ({task})"
         _assert_finite(scores, what)
-        assert tuple(scores.shape) == expected, f"{what}: scores shape {tuple(scores.shape)}, expected {expected}"
+        assert tuple(scores.shape) == expected, (
+            f"{what}: scores shape {tuple(scores.shape)}, expected {expected}"
+        )
         if hasattr(scorer, "predict"):
             pred = scorer.predict(x)
             assert pred.dtype == torch.int64, f"{what}: predict() must give int64, got {pred.dtype}"
             assert tuple(pred.shape) == expected, f"{what}: predict() shape {tuple(pred.shape)}"
         empty = scorer(x[:0])
-        assert tuple(empty.shape) == (0, *x.shape[2:]), f"{what}: empty batch gives {tuple(empty.shape)}"
+        assert tuple(empty.shape) == (0, *x.shape[2:]), (
+            f"{what}: empty batch gives {tuple(empty.shape)}"
+        )
 
 
 def check_scorer_dtypes(case: ScorerCase) -> None:
@@ -446,7 +545,7 @@ def check_scorer_dtypes(case: ScorerCase) -> None:
     scorer = _build_scorer(case)
     for dtype in DTYPES:
         x = _scorer_input(info.reads, _spec(case, dtype=dtype))
-        _assert_finite(scorer(x), f"{case} ({dtype})")
+        _assert_finite(_call(scorer, (x,), f"{case} ({dtype})"), f"{case} ({dtype})")
 
 
 def check_scorer_extremes(case: ScorerCase) -> None:
@@ -484,6 +583,19 @@ def check_scorer_compile(case: ScorerCase) -> None:
     _close(compiled(x), scorer(x), case, "compiled scores")
 
 
+def check_scorer_no_sync(case: ScorerCase) -> None:
+    """Scoring (and ``predict``) cause no host-device synchronisation."""
+    info = _scorer_info(case)
+    for task in _tasks(case, info.tasks):
+        scorer = _build_scorer(case)
+        x = _scorer_input(info.reads, _spec(case, task=task))
+        with _HostSyncDetector() as detector:
+            scorer(x)
+            if hasattr(scorer, "predict"):
+                scorer.predict(x)
+        detector.assert_none(f"{case} ({task})")
+
+
 def check_scorer_export(case: ScorerCase) -> None:
     """``torch.export`` with a dynamic batch (traced at 2) matches eager at batch 1, 3 and 9."""
     from torch.export import Dim, export
@@ -517,6 +629,7 @@ SCORER_CHECKS: tuple[Callable[[ScorerCase], None], ...] = (
     check_scorer_extremes,
     check_scorer_state_dict,
     check_scorer_compile,
+    check_scorer_no_sync,
     check_scorer_export,
 )
 

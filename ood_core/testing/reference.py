@@ -36,7 +36,9 @@ def pytorch_ood_losses() -> Any:
 
     version = metadata.version("pytorch-ood")
     if version != REFERENCE_VERSION:
-        raise ImportError(f"differential tests compare with pytorch-ood {REFERENCE_VERSION}, found {version}")
+        raise ImportError(
+            f"differential tests compare with pytorch-ood {REFERENCE_VERSION}, found {version}"
+        )
     root = Path(next(iter(spec.submodule_search_locations)))
     if "pytorch_ood" not in sys.modules:
         for name, path in (("pytorch_ood", root), ("pytorch_ood.model", root / "model")):

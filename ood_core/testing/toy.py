@@ -28,7 +28,9 @@ class ToyData:
     x_ood_test: Tensor
 
 
-def toy_data(num_classes: int = 4, n_per_class: int = 200, in_dim: int = 8, seed: int = 0) -> ToyData:
+def toy_data(
+    num_classes: int = 4, n_per_class: int = 200, in_dim: int = 8, seed: int = 0
+) -> ToyData:
     """Make the toy problem (deterministic for a seed)."""
     g = torch.Generator().manual_seed(seed)
     means = torch.randn(num_classes, in_dim, generator=g) * 4.0
@@ -47,16 +49,22 @@ def toy_data(num_classes: int = 4, n_per_class: int = 200, in_dim: int = 8, seed
     x_test, y_test = id_samples(n_per_class // 2)
     ood_means = torch.randn(3, in_dim, generator=g) * 4.0
     k = torch.randint(0, 3, (n_per_class,), generator=g)
-    x_ood_test = torch.cat([ood_means[k] + torch.randn(n_per_class, in_dim, generator=g), shell(n_per_class)])
+    x_ood_test = torch.cat(
+        [ood_means[k] + torch.randn(n_per_class, in_dim, generator=g), shell(n_per_class)]
+    )
     return ToyData(x_train, y_train, shell(num_classes * n_per_class), x_test, y_test, x_ood_test)
 
 
 class ToyNet(nn.Module):
     """MLP returning a dict with ``features`` (hidden), ``embedding`` (``dim``) and ``logits``."""
 
-    def __init__(self, in_dim: int = 8, num_classes: int = 4, dim: int = 8, hidden: int = 64) -> None:
+    def __init__(
+        self, in_dim: int = 8, num_classes: int = 4, dim: int = 8, hidden: int = 64
+    ) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
         self.to_embedding = nn.Linear(hidden, dim)
         self.head = nn.Linear(hidden, num_classes)
 
@@ -69,9 +77,15 @@ def _auroc(id_scores: Tensor, ood_scores: Tensor) -> float:
     from ood_core.metrics import OODMetrics
 
     metrics = OODMetrics()
-    metrics.update(torch.cat([id_scores, ood_scores]), torch.cat([
-        torch.zeros(len(id_scores), dtype=torch.long), -torch.ones(len(ood_scores), dtype=torch.long)
-    ]))
+    metrics.update(
+        torch.cat([id_scores, ood_scores]),
+        torch.cat(
+            [
+                torch.zeros(len(id_scores), dtype=torch.long),
+                -torch.ones(len(ood_scores), dtype=torch.long),
+            ]
+        ),
+    )
     return float(metrics.compute()["AUROC"])
 
 
@@ -113,7 +127,11 @@ def smoke_train(
             x = torch.cat([x, data.x_ood_train[oidx]])
             y = torch.cat([y, torch.full((batch,), -1, dtype=torch.long)])
         out = net(x)
-        args = feed(out, y) if feed is not None else tuple(y if n in ("target", "targets", "y") else out[n] for n in inputs)
+        args = (
+            feed(out, y)
+            if feed is not None
+            else tuple(y if n in ("target", "targets", "y") else out[n] for n in inputs)
+        )
         value = loss(*args)
         opt.zero_grad()
         value.backward()
@@ -127,5 +145,9 @@ def smoke_train(
         out_id, out_ood = net(data.x_test), net(data.x_ood_test)
         s_id, s_ood = score(out_id[reads]), score(out_ood[reads])
         pred_fn = getattr(score, "predict", None)
-        acc = float((pred_fn(out_id[reads]) == data.y_test).float().mean()) if pred_fn else float("nan")
+        acc = (
+            float((pred_fn(out_id[reads]) == data.y_test).float().mean())
+            if pred_fn
+            else float("nan")
+        )
     return {"AUROC": _auroc(s_id, s_ood), "ACC": acc}

@@ -1,0 +1,161 @@
+"""Shared primitives: labels, reductions, validation messages, centres and distances."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ood_core.centers import ClassCenters, RunningCenters, squared_distances
+from ood_core.functional import cross_entropy, energy
+from ood_core.labels import is_known, is_unknown, known_or_zero
+from ood_core.reduction import apply_reduction, masked_mean, masked_reduction
+from ood_core.validation import check_batch, check_classification, set_value_checks
+
+
+def test_label_convention():
+    t = torch.tensor([0, 3, -1, -7])
+    assert is_known(t).tolist() == [True, True, False, False]
+    assert is_unknown(t).tolist() == [False, False, True, True]
+    assert known_or_zero(t).tolist() == [0, 3, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "reduction, expected",
+    [("mean", 2.0), ("sum", 6.0), ("none", [1.0, 2.0, 3.0]), (None, [1.0, 2.0, 3.0])],
+)
+def test_apply_reduction(reduction, expected):
+    out = apply_reduction(torch.tensor([1.0, 2.0, 3.0]), reduction)
+    assert out.tolist() == expected
+
+
+@pytest.mark.parametrize("bad", ["avg", "MEAN", 1, "batchmean"])
+def test_bad_reduction_names_owner_and_argument(bad):
+    with pytest.raises(ValueError, match=r"MyLoss: argument 'reduction' must be one of .* got"):
+        apply_reduction(torch.ones(2), bad, "MyLoss")
+
+
+def test_masked_mean_empty_is_zero_with_graph_and_ignores_masked_nan():
+    v = torch.tensor([1.0, float("nan"), 3.0], requires_grad=True)
+    m = torch.tensor([True, False, True])
+    out = masked_mean(v, m)
+    assert out.item() == 2.0
+    out.backward()
+    assert torch.isfinite(v.grad).all()
+    empty = torch.zeros(0, requires_grad=True)
+    out = masked_mean(empty, torch.zeros(0, dtype=torch.bool))
+    assert out.item() == 0.0 and out.requires_grad
+    assert masked_reduction(
+        torch.tensor([1.0, 5.0]), torch.tensor([False, True]), "none"
+    ).tolist() == [0.0, 5.0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(6, 4), (3, 4, 5, 2)])
+def test_cross_entropy_ignores_ood_matches_torch(dtype, shape):
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape, generator=g)
+    target = torch.randint(-1, 4, (shape[0], *shape[2:]), generator=g)
+    ours = cross_entropy(logits.to(dtype), target)
+    ref = torch.nn.functional.cross_entropy(logits.to(dtype).float(), target, ignore_index=-1)
+    torch.testing.assert_close(ours, ref.to(ours.dtype), atol=1e-5, rtol=1e-5)
+
+
+def test_cross_entropy_all_ood_is_zero_not_nan():
+    logits = torch.randn(3, 4, requires_grad=True)
+    out = cross_entropy(logits, torch.full((3,), -1))
+    assert out.item() == 0.0 and out.requires_grad
+
+
+def test_energy_is_stable_for_large_logits():
+    x = torch.tensor([[1e4, 0.0], [-1e4, -1e4]])
+    torch.testing.assert_close(energy(x), torch.tensor([-1e4, 1e4 - torch.log(torch.tensor(2.0))]))
+
+
+def test_validation_messages_name_owner_argument_expected_and_got():
+    with pytest.raises(
+        ValueError,
+        match=r"L: argument 'logits' must be a tensor of rank 2 or 4, got tensor of shape \(3,\)",
+    ):
+        check_classification("L", torch.ones(3), torch.zeros(3).long())
+    with pytest.raises(ValueError, match=r"L: argument 'target' must be an integer tensor"):
+        check_classification("L", torch.ones(3, 2), torch.zeros(3))
+    with pytest.raises(
+        ValueError, match=r"argument 'target' must be a class index below 2 .* the value 5"
+    ):
+        check_classification("L", torch.ones(3, 2), torch.tensor([0, 5, -1]))
+    with pytest.raises(ValueError, match=r"argument 'logits' must be free of NaN, got 1 NaN"):
+        check_classification("L", torch.tensor([[0.0, float("nan")]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match=r"argument 'target' must be a batch of 2"):
+        check_classification("L", torch.ones(2, 2), torch.tensor([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"same batch size, got batch sizes a: 2, b: 3"):
+        check_batch("L", a=torch.ones(2), b=torch.ones(3))
+
+
+def test_value_checks_can_be_turned_off():
+    set_value_checks("never")
+    try:
+        check_classification("L", torch.tensor([[float("nan"), 0.0]]), torch.tensor([7]))
+    finally:
+        set_value_checks("auto")
+    with pytest.raises(ValueError, match="'mode' must be one of"):
+        set_value_checks("sometimes")
+
+
+def test_squared_distances_exact_near_centre_unlike_expanded_and_cdist():
+    mu = torch.full((1, 64), 1000.0, dtype=torch.float32)
+    z = mu + 1e-3
+    exact = 64 * 1e-6
+    ours = squared_distances(z, mu)[0, 0].item()
+    expanded = ((z**2).sum(1)[:, None] - 2 * z @ mu.T + (mu**2).sum(1)[None])[0, 0].item()
+    cdist = (torch.cdist(z, mu, compute_mode="use_mm_for_euclid_dist") ** 2)[0, 0].item()
+    assert abs(ours - exact) / exact < 0.05
+    assert abs(expanded - exact) / exact > 1.0  # catastrophic cancellation
+    assert abs(cdist - exact) / exact > 1.0
+
+
+def test_squared_distances_matches_formula():
+    g = torch.Generator().manual_seed(1)
+    z, mu = (
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+        torch.randn(4, 3, generator=g, dtype=torch.float64),
+    )
+    ref = torch.tensor([[float(((a - b) ** 2).sum()) for b in mu] for a in z], dtype=torch.float64)
+    torch.testing.assert_close(squared_distances(z, mu), ref)
+
+
+def test_class_centers_learnable_or_fixed_and_state_key():
+    c = ClassCenters(3, 2)
+    assert c.params.requires_grad and list(c.state_dict()) == ["_params"]
+    assert not ClassCenters(3, 2, fixed=True).params.requires_grad
+    assert c(torch.zeros(4, 2)).shape == (4, 3)
+    with pytest.raises(ValueError, match="n_classes"):
+        ClassCenters(0, 2)
+
+
+def test_running_centers_exact_per_class_means_without_graph():
+    rc = RunningCenters(3, 2)
+    z1 = torch.tensor([[1.0, 1.0], [3.0, 3.0], [9.0, 9.0]], requires_grad=True)
+    rc.update(z1 * 1.0, torch.tensor([0, 0, -1]))
+    z2 = torch.tensor([[5.0, 5.0], [2.0, 4.0]], requires_grad=True)
+    rc.update(z2 * 1.0, torch.tensor([0, 2]))  # class 2 first seen in the second batch
+    torch.testing.assert_close(rc.centers, torch.tensor([[3.0, 3.0], [0.0, 0.0], [2.0, 4.0]]))
+    assert rc.counts.tolist() == [3.0, 0.0, 1.0]
+    assert not rc.running_centers.requires_grad and rc.running_centers.grad_fn is None
+    copy.deepcopy(rc)
+    assert set(rc.state_dict()) == {"running_centers", "counts"}
+    rc.reset()
+    assert rc.counts.sum() == 0
+
+
+def test_running_centers_compile_without_graph_breaks():
+    rc = RunningCenters(3, 2)
+
+    def step(z, y):
+        rc.update(z, y)
+        return rc(z).min(1).values
+
+    compiled = torch.compile(step, fullgraph=True, backend="eager")
+    out = compiled(torch.randn(4, 2), torch.tensor([0, 1, -1, 1]))
+    assert out.shape == (4,)

@@ -1,0 +1,240 @@
+"""The conformance kit catches what it promises to catch: each broken loss fails its check."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+import torch
+from torch import nn
+
+from ood_core import hookimpl, registry
+from ood_core.testing import LossCase, ScorerCase, run_checks
+from ood_core.testing import checks as kit
+from ood_core.validation import check_classification
+
+
+class GoodLoss(nn.Module):
+    """Masked cross-entropy (a correct reference for the broken variants below)."""
+
+    def __init__(self, reduction="mean"):
+        super().__init__()
+        self.reduction = reduction
+
+    def check(self, logits, target):
+        return check_classification(type(self).__name__, logits, target)
+
+    def forward(self, logits, target):
+        logits, target = self.check(logits, target)
+        from ood_core.functional import cross_entropy
+
+        return cross_entropy(logits, target, self.reduction)
+
+    def scorer(self):
+        from ood_core.builtin.scorers import MaxSoftmax
+
+        return MaxSoftmax()
+
+
+class BoolIndexLoss(GoodLoss):
+    """Selects ID rows with a boolean index (data-dependent shape)."""
+
+    def forward(self, logits, target):
+        self.check(logits, target)
+        known = target >= 0
+        return (
+            nn.functional.cross_entropy(logits[known].float(), target[known]) * 0 + logits.sum() * 0
+        )
+
+
+class NanOnEmptyLoss(GoodLoss):
+    """Plain mean over ID samples: NaN when there are none."""
+
+    def forward(self, logits, target):
+        self.check(logits, target)
+        t = torch.where(target >= 0, target, -100)
+        return nn.functional.cross_entropy(logits.float(), t, ignore_index=-100)
+
+
+class UncheckedLoss(GoodLoss):
+    """Does not validate its input."""
+
+    def forward(self, logits, target):
+        return (logits.float() ** 2).mean()
+
+
+class VolatileStateLoss(GoodLoss):
+    """Keeps a running statistic in a non-persistent buffer."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("seen", torch.zeros(()), persistent=False)
+
+    def forward(self, logits, target):
+        self.check(logits, target)
+        self.seen += 1
+        return (logits.float() ** 2).mean() * self.seen
+
+
+class HalfCrashLoss(GoodLoss):
+    """Multiplies by an fp32 parameter with a matmul (fails for other dtypes)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(4, 4))
+
+    def forward(self, logits, target):
+        self.check(logits, target)
+        return (logits @ self.w).mean()
+
+
+class DetachedLoss(GoodLoss):
+    """Returns a constant on empty batches (graph lost)."""
+
+    def forward(self, logits, target):
+        self.check(logits, target)
+        if logits.shape[0] == 0:
+            return torch.tensor(0.0)
+        return (logits.float() ** 2).mean()
+
+
+class ViewScorerLoss(GoodLoss):
+    """Its scorer shares (not copies) the loss's parameter."""
+
+    def __init__(self):
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(4))
+
+    def scorer(self):
+        return ShiftScorer(self.shift)
+
+
+class ShiftScorer(nn.Module):
+    """Scores with a shared parameter."""
+
+    def __init__(self, shift):
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, logits):
+        return -(logits + self.shift).amax(1)
+
+
+class OverflowScorer(nn.Module):
+    """Unstable energy: log(sum(exp(x))) without max subtraction."""
+
+    def forward(self, logits):
+        return -torch.log(torch.exp(logits.float()).sum(1))
+
+
+class ItemScorer(nn.Module):
+    """Normalises by a Python float taken from the data (cannot export or compile)."""
+
+    def forward(self, logits):
+        return -logits.amax(1) / float(logits.abs().max().item() + 1.0)
+
+
+BROKEN = {
+    "BoolIndexLoss": "check_loss_no_sync",
+    "NanOnEmptyLoss": "check_loss_batches",
+    "UncheckedLoss": "check_loss_bad_input",
+    "VolatileStateLoss": "check_loss_state_dict",
+    "HalfCrashLoss": "check_loss_dtypes",
+    "DetachedLoss": "check_loss_batches",
+    "ViewScorerLoss": "check_loss_scorer",
+}
+BROKEN_SCORERS = {"OverflowScorer": "check_scorer_extremes", "ItemScorer": "check_scorer_no_sync"}
+
+
+@pytest.fixture(scope="module")
+def kit_registry():
+    module = types.ModuleType("oodx_kit_fixtures")
+    for cls in (GoodLoss, *(globals()[n] for n in BROKEN), OverflowScorer, ItemScorer):
+        setattr(module, cls.__name__, cls)
+    sys.modules[module.__name__] = module
+
+    def losses(register):
+        for name in ("GoodLoss", *BROKEN):
+            register(
+                name=name.lower(),
+                target=f"oodx_kit_fixtures:{name}",
+                summary="kit fixture",
+                paper="",
+                tasks=("classification",),
+                uses_ood=True,
+                scorer="msp",
+                inputs=("logits", "target"),
+            )
+
+    def scorers(register):
+        for name in BROKEN_SCORERS:
+            register(
+                name=name.lower(),
+                target=f"oodx_kit_fixtures:{name}",
+                summary="kit fixture",
+                reads="logits",
+                needs_fit=False,
+                tasks=("classification",),
+            )
+
+    plugin = types.SimpleNamespace(
+        OODX_PLUGIN_API=1,
+        oodx_register_losses=hookimpl(losses),
+        oodx_register_scorers=hookimpl(scorers),
+    )
+    old = registry.set_registry(registry.Registry.from_plugins({"kit-fixtures": plugin}))
+    yield
+    registry.set_registry(old)
+    del sys.modules[module.__name__]
+
+
+@pytest.mark.parametrize(
+    "check",
+    [c for c in kit.LOSS_CHECKS if c is not kit.check_loss_lazy_import],
+    ids=lambda c: c.__name__,
+)
+def test_reference_loss_passes(kit_registry, check):
+    check(LossCase("goodloss"))
+
+
+@pytest.mark.parametrize("name, check", sorted(BROKEN.items()))
+def test_broken_loss_fails_its_check(kit_registry, name, check):
+    with pytest.raises(AssertionError):
+        getattr(kit, check)(LossCase(name.lower()))
+
+
+@pytest.mark.parametrize("name, check", sorted(BROKEN_SCORERS.items()))
+def test_broken_scorer_fails_its_check(kit_registry, name, check):
+    with pytest.raises(AssertionError):
+        getattr(kit, check)(ScorerCase(name.lower()))
+
+
+def test_item_scorer_also_fails_export(kit_registry):
+    with pytest.raises(AssertionError, match="torch.export failed|do not depend|exported scores"):
+        kit.check_scorer_export(ScorerCase("itemscorer"))
+
+
+def test_run_checks_reports_and_honours_skip(kit_registry):
+    report = run_checks(
+        [LossCase("uncheckedloss", skip={"check_loss_bad_input": "not validated on purpose"})]
+    )
+    assert report["loss:uncheckedloss:bad_input"].startswith("skipped: ")
+    assert report["loss:uncheckedloss:forward"] == "passed"
+    assert report["loss:uncheckedloss:lazy_import"].startswith(
+        "failed: "
+    )  # no importable plugin module
+
+
+def test_pytest_plugin_generates_tests(pytester):
+    pytester.makepyfile(
+        """
+        from ood_core.testing import LossCase, ScorerCase
+        OODX_CASES = [LossCase("cross-entropy"), ScorerCase("energy")]
+
+        def test_oodx(oodx_case, oodx_check):
+            oodx_check(oodx_case)
+        """
+    )
+    result = pytester.runpytest_subprocess("-q")
+    result.assert_outcomes(passed=20)
