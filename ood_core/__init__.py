@@ -50,7 +50,22 @@ _LAZY = {
 }
 
 
+_SUBMODULES = {
+    "centers",
+    "checkpoint",
+    "functional",
+    "labels",
+    "metrics",
+    "reduction",
+    "scoring",
+    "testing",
+    "validation",
+}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ood_core.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'ood_core' has no attribute {name!r}")
@@ -60,7 +75,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | _SUBMODULES)
 
 
 __all__ = [
