@@ -112,6 +112,31 @@ def smoke_train(
     many outlier-exposure samples (target ``-1``) as ID samples. The scores come from ``scorer``
     (default ``loss.scorer()``) applied to the model output named ``reads``.
     """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest and immune to contention
+    try:
+        return _smoke_train(
+            loss,
+            inputs,
+            reads,
+            scorer,
+            use_ood,
+            num_classes,
+            dim,
+            steps,
+            batch,
+            lr,
+            seed,
+            feed,
+            after_step,
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _smoke_train(
+    loss, inputs, reads, scorer, use_ood, num_classes, dim, steps, batch, lr, seed, feed, after_step
+) -> dict[str, float]:
     torch.manual_seed(seed)
     data = toy_data(num_classes=num_classes, seed=seed)
     net = ToyNet(num_classes=num_classes, dim=dim)

@@ -1,0 +1,16 @@
+"""SCONE for oodx: ``EnergyMarginLoss`` and ``SconeScorer``.
+
+Importing this package does not import torch; the classes load on first access.
+"""
+
+from __future__ import annotations
+
+from ood_core.lazy import lazy_exports
+
+__version__ = "0.1.0"
+
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"EnergyMarginLoss": ".loss", "SconeScorer": ".scorer"}
+)
+
+__all__ = ["EnergyMarginLoss", "SconeScorer", "__version__"]
