@@ -134,17 +134,21 @@ def check_classification(
     *,
     arg: str = "logits",
     ranks: Sequence[int] = (2, 4),
+    target_arg: str = "target",
 ) -> tuple[Tensor, Tensor]:
-    """Check ``(B, C)`` or ``(B, C, H, W)`` scores against targets ``(B,)`` or ``(B, H, W)``."""
+    """Check ``(B, C)`` or ``(B, C, H, W)`` scores against targets ``(B,)`` or ``(B, H, W)``.
+
+    ``arg`` and ``target_arg`` are the names the caller's forward gives the two arguments.
+    """
     logits = check_float(owner, arg, logits, ranks)
     shape = (logits.shape[0], *logits.shape[2:])
-    target = check_tensor(owner, "target", target)
+    target = check_tensor(owner, target_arg, target)
     if target.dim() >= 1 and logits.dim() >= 1 and target.shape[0] != logits.shape[0]:
         raise fail(
             owner,
-            "target",
+            target_arg,
             f"a batch of {logits.shape[0]} to match {arg!r} {tuple(logits.shape)}",
             target,
         )
-    target = check_target(owner, target, shape=shape, num_classes=logits.shape[1])
+    target = check_target(owner, target, shape=shape, num_classes=logits.shape[1], arg=target_arg)
     return logits, target

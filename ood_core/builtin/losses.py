@@ -23,7 +23,9 @@ class CrossEntropyLoss(nn.Module):
         self.reduction = check_reduction(reduction, type(self).__name__)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        logits, targets = check_classification(type(self).__name__, logits, targets)
+        logits, targets = check_classification(
+            type(self).__name__, logits, targets, target_arg="targets"
+        )
         return cross_entropy(logits, targets, self.reduction)
 
     def scorer(self) -> nn.Module:

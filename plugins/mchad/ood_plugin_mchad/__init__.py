@@ -1,0 +1,14 @@
+"""MCHAD (multi-class hypersphere anomaly detection) for oodx: ``MCHADLoss`` and ``MCHADScorer``.
+
+Importing this package does not import torch; the classes load on first access.
+"""
+
+from __future__ import annotations
+
+from ood_core.lazy import lazy_exports
+
+__version__ = "0.1.0"
+
+__getattr__, __dir__ = lazy_exports(__name__, {"MCHADLoss": ".loss", "MCHADScorer": ".scorer"})
+
+__all__ = ["MCHADLoss", "MCHADScorer", "__version__"]
