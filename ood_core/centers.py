@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from ood_core.labels import is_known, known_or_zero
 
@@ -87,7 +86,9 @@ class RunningCenters(nn.Module):
 
     def batch_sums(self, z: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         """Per-class sums ``(K, D)`` and counts ``(K,)`` of the ID rows of ``z``; keeps the graph."""
-        weights = F.one_hot(known_or_zero(target), self.num_classes).to(z.dtype)
+        # a comparison, not F.one_hot: one_hot reads the targets' range on the host
+        classes = torch.arange(self.num_classes, device=target.device)
+        weights = (known_or_zero(target)[:, None] == classes).to(z.dtype)
         weights = weights * is_known(target).to(z.dtype)[:, None]
         return weights.T @ z, weights.sum(0)
 
