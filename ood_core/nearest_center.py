@@ -2,7 +2,9 @@
 
 Shared by the centre-based methods (Deep SVDD, II loss, center loss, ...): a plugin subclasses
 :class:`NearestCenterScorer`, gives it the constructor keywords of its loss and a docstring
-with the paper, and its loss's ``scorer()`` passes a copy of the learned centres.
+with the paper, and its loss's ``scorer()`` passes a copy of the learned centres. The two
+argument checks these methods share (shape keywords, ``(B, D)`` embeddings) live here too; they
+would sit as well in :mod:`ood_core.validation`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,14 @@
+"""Class Anchor Clustering for oodx: ``CACLoss`` and ``CACScorer``.
+
+Importing this package does not import torch; the classes load on first access.
+"""
+
+from __future__ import annotations
+
+from ood_core.lazy import lazy_exports
+
+__version__ = "0.1.0"
+
+__getattr__, __dir__ = lazy_exports(__name__, {"CACLoss": ".loss", "CACScorer": ".scorer"})
+
+__all__ = ["CACLoss", "CACScorer", "__version__"]
