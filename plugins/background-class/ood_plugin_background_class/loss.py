@@ -1,0 +1,76 @@
+"""Background-class loss: outliers are trained as an extra, last class."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import Tensor, nn
+
+from ood_core.labels import is_unknown
+from ood_core.reduction import Reduction, apply_reduction, check_reduction, compute_dtype
+from ood_core.validation import check_float, check_target, fail
+
+
+class BackgroundClassLoss(nn.Module):
+    """Cross-entropy over ``N + 1`` classes in which every outlier is labelled as class ``N``.
+
+    ``L(x, y) = -log softmax(f(x))_{y'}`` with ``y' = y`` for ``y >= 0`` and ``y' = N`` for
+    outliers (``y < 0``); the model has ``N + 1`` outputs, the background class last. ``mean``
+    averages over all entries (known and outliers). Classification ``(B, N + 1)`` and, per
+    pixel, segmentation ``(B, N + 1, H, W)``.
+
+    The background (or "garbage") class is the baseline Dhamija, Günther & Boult evaluate in
+    "Reducing Network Agnostophobia", NeurIPS 2018. Natural scorer: ``background-class``, the
+    softmax probability of the background class.
+
+    Differs from pytorch-ood 0.4.0: an empty batch gives 0 with the graph kept (0.4.0: NaN);
+    ``reduction=None`` means ``"none"`` (0.4.0 raises); logits without exactly ``N + 1``
+    columns raise ``ValueError`` (0.4.0 trains them silently, or fails inside cross-entropy);
+    the target check is skipped while compiling, so forward compiles with ``fullgraph=True``;
+    fp16/bf16 are computed in fp32.
+    """
+
+    def __init__(self, n_classes: int, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        owner = type(self).__name__
+        try:
+            count = operator.index(n_classes)
+        except TypeError:
+            count = 0
+        if isinstance(n_classes, bool) or count < 1:
+            raise fail(
+                owner, "n_classes", "a positive int (known classes, without background)", n_classes
+            )
+        self.num_classes = count
+        self.reduction = check_reduction(reduction, owner)
+
+    def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
+        owner = type(self).__name__
+        logits = check_float(owner, "logits", logits, ranks=(2, 4))
+        if logits.shape[1] != self.num_classes + 1:
+            raise fail(
+                owner,
+                "logits",
+                f"{self.num_classes + 1} columns (n_classes={self.num_classes} + background)",
+                logits,
+            )
+        targets = check_target(
+            owner,
+            targets,
+            shape=(logits.shape[0], *logits.shape[2:]),
+            num_classes=self.num_classes,
+            arg="targets",
+        )
+        remapped = torch.where(
+            is_unknown(targets), torch.full_like(targets, self.num_classes), targets
+        )
+        logp = torch.log_softmax(logits.to(compute_dtype(logits.dtype)), dim=1)
+        nll = -logp.gather(1, remapped.unsqueeze(1)).squeeze(1)
+        return apply_reduction(nll, self.reduction, owner)
+
+    def scorer(self) -> nn.Module:
+        """The natural scorer, softmax probability of the background class."""
+        from ood_plugin_background_class.scorer import BackgroundClassScorer
+
+        return BackgroundClassScorer()
