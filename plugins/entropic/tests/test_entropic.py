@@ -236,13 +236,8 @@ def test_bad_keywords_raise():
 
 
 def train(loss: torch.nn.Module, inputs: tuple[str, ...], reads: str) -> dict[str, float]:
-    """smoke_train on one thread: the MLP is tiny, more threads only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return smoke_train(loss, inputs=inputs, reads=reads, steps=200)
-    finally:
-        torch.set_num_threads(threads)
+    """smoke_train for 200 steps."""
+    return smoke_train(loss, inputs=inputs, reads=reads, steps=200)
 
 
 def test_entropic_trains_a_detector():

@@ -416,16 +416,7 @@ class _Logits(nn.Module):
         return self.net(x)["logits"]
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train ~10x faster with one intra-op thread on a shared, loaded CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_smoke_training_separates_outliers(one_thread):
+def test_smoke_training_separates_outliers():
     data = toy_data(num_classes=4, seed=0)
     loader = [(data.x_train[i : i + 200], data.y_train[i : i + 200]) for i in range(0, 800, 200)]
     loss = EnergyMarginLoss(full_train_loss=0.1)
