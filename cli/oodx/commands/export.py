@@ -1,0 +1,533 @@
+"""``oodx export``, ``oodx score`` and ``oodx inspect``: ONNX export, batch scoring, inspection.
+
+Heavy imports (torch, onnx, onnxruntime) happen inside the commands, so ``oodx --help`` stays
+fast. User mistakes become :class:`oodx.errors.UserError` (a message, no traceback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from oodx.errors import UserError
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+_CPU_HINT = "pip install ood-exporter-onnx[cpu]   (or [gpu] for the CUDA build, not both)"
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn oodx's own errors (and missing optional packages) into one-line user errors."""
+    from ood_core.errors import OODXError
+
+    try:
+        yield
+    except UserError:
+        raise
+    except ImportError as exc:
+        if "onnxruntime" in str(exc):
+            raise UserError(str(exc), hint=_CPU_HINT) from None
+        if isinstance(exc, OODXError):
+            raise UserError(str(exc)) from None
+        raise
+    except OODXError as exc:
+        raise UserError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, (DeprecationWarning, FutureWarning)):
+                    continue
+                click.secho(f"Warning: {w.message}", fg="yellow", err=True)
+
+
+def _parse_shape(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(",") if p.strip())
+    except ValueError:
+        raise UserError(
+            f"--input-shape must be integers separated by commas (like 3,32,32), got {text!r}"
+        ) from None
+    if not shape or any(s < 1 for s in shape):
+        raise UserError(f"--input-shape must be positive sizes, got {text!r}")
+    return shape
+
+
+def _parse_scorer_args(items: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--scorer-arg must look like KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# export
+
+
+@click.command(
+    "export",
+    epilog="""\b
+Examples:
+  oodx export model.pt --scorer mchad
+  oodx export model.pt --scorer energy -o energy.onnx --calibrate id_val.npy --tpr 0.95
+  oodx export model.pt --scorer msp --fp16 --opset 18
+  oodx export legacy.pth --trust-pickle --input-shape 3,32,32 --scorer msp
+""",
+)
+@click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--scorer", "-s", required=True, help="Registered scorer name (oodx scorers).")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file [default: CHECKPOINT with suffix .onnx].",
+)
+@click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset (>= 18).")
+@click.option("--fp16", is_flag=True, help="Store the graph in float16 (float32 in and out).")
+@click.option(
+    "--calibrate",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="ID inputs (.npy, shaped like the model input) to set the OOD score threshold.",
+)
+@click.option(
+    "--tpr",
+    type=click.FloatRange(0.0, 1.0, min_open=True),
+    default=0.95,
+    show_default=True,
+    help="Fraction of the calibration (ID) inputs the threshold keeps as ID.",
+)
+@click.option(
+    "--trust-pickle",
+    is_flag=True,
+    help="Accept a torch.save pickle (runs code from the file: only for files you trust).",
+)
+@click.option("--input-shape", help="Input shape without batch, for pickles (like 3,32,32).")
+@click.option(
+    "--scorer-arg",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Scorer constructor keyword (repeatable; VALUE parsed as JSON if it can be).",
+)
+@click.option(
+    "--batch-sizes",
+    default="1,7",
+    show_default=True,
+    help="Batch sizes verified in onnxruntime against PyTorch.",
+)
+def export(
+    checkpoint: Path,
+    scorer: str,
+    output: Path | None,
+    opset: int,
+    fp16: bool,
+    calibrate: Path | None,
+    tpr: float,
+    trust_pickle: bool,
+    input_shape: str | None,
+    scorer_arg: tuple[str, ...],
+    batch_sizes: str,
+) -> None:
+    """Export a checkpoint and a scorer to one verified ONNX file.
+
+    The file maps `input` (any batch size) to `output` (the model's output), `score` (higher =
+    more OOD) and `prediction` (class). It is checked in onnxruntime against PyTorch before it
+    is written; on failure nothing is written.
+    """
+    shape = _parse_shape(input_shape)
+    kwargs = _parse_scorer_args(scorer_arg)
+    try:
+        sizes = tuple(int(b) for b in batch_sizes.split(",") if b.strip())
+    except ValueError:
+        raise UserError(f"--batch-sizes must be integers like 1,7, got {batch_sizes!r}") from None
+    out = output or checkpoint.with_suffix(".onnx")
+    if out.resolve() == checkpoint.resolve():
+        raise UserError(f"output {out} would overwrite the checkpoint; pass -o OUT.onnx")
+    with _user_errors(), _warnings_to_stderr():
+        from ood_exporter_onnx.export import export_onnx
+
+        report = export_onnx(
+            checkpoint,
+            scorer,
+            out,
+            opset=opset,
+            fp16=fp16,
+            calibrate=calibrate,
+            tpr=tpr,
+            batch_sizes=sizes,
+            scorer_kwargs=kwargs or None,
+            trust_pickle=trust_pickle,
+            input_shape=shape,
+        )
+    click.echo(report.summary())
+
+
+# --------------------------------------------------------------------------------------------
+# score
+
+
+def _load_images(folder: Path, shape: list[Any]) -> tuple[Any, list[str]]:
+    import numpy as np
+
+    try:
+        from PIL import Image
+    except ImportError:
+        raise UserError(
+            "reading a folder of images needs Pillow, which is not installed",
+            hint="pip install pillow   (or pass the inputs as a .npy array)",
+        ) from None
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise UserError(
+            f"{folder} has no images ({', '.join(sorted(_IMAGE_SUFFIXES))})",
+            hint="pass a folder of images or a .npy array of inputs",
+        )
+    if len(shape) != 4 or not all(isinstance(s, int) for s in shape[1:]):
+        raise UserError(
+            f"the model's input shape {shape} is not an image batch (N, C, H, W); "
+            "pass the inputs as a .npy array"
+        )
+    channels, height, width = shape[1:]
+    if channels not in (1, 3):
+        raise UserError(
+            f"the model takes {channels} channels; images give 1 or 3. Use a .npy array."
+        )
+    mode = "L" if channels == 1 else "RGB"
+    arrays = []
+    for path in files:
+        try:
+            with Image.open(path) as img:
+                img = img.convert(mode).resize((width, height))
+                arr = np.asarray(img, dtype=np.float32) / 255.0
+        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds of errors
+            raise UserError(f"cannot read image {path}: {exc}") from None
+        arrays.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
+    return np.stack(arrays), [p.name for p in files]
+
+
+def _load_inputs(path: Path, shape: list[Any]) -> tuple[Any, list[str]]:
+    import numpy as np
+
+    if path.is_dir():
+        return _load_images(path, shape)
+    if path.suffix.lower() not in (".npy", ".npz"):
+        raise UserError(
+            f"cannot read inputs from {path}: give a .npy array (N, ...) or a folder of images"
+        )
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001
+        raise UserError(f"cannot read {path}: {exc}") from None
+    if hasattr(data, "files"):
+        if not data.files:
+            raise UserError(f"{path} holds no arrays")
+        data = data[data.files[0]]
+    expected = [s if isinstance(s, int) else None for s in shape]
+    if data.ndim != len(expected) or any(
+        e is not None and e != d for e, d in zip(expected[1:], data.shape[1:])
+    ):
+        shown = ["N" if e is None else e for e in expected]
+        raise UserError(f"inputs in {path} have shape {data.shape}; the model takes {shown}")
+    return data, [str(i) for i in range(data.shape[0])]
+
+
+@click.command(
+    "score",
+    epilog="""\b
+Examples:
+  oodx score model.onnx test.npy -o scores.csv
+  oodx score model.onnx images/ --device cuda --batch-size 64 -o scores.npz
+  oodx score model.onnx test.npy --device cuda --require-gpu
+""",
+)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("inputs", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="cpu, cuda or cuda:N (onnxruntime's CUDA provider; warns if it falls back to the CPU).",
+)
+@click.option("--require-gpu", is_flag=True, help="Fail instead of falling back to the CPU.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write .csv (one row per input) or .npz (all arrays); default: CSV on stdout.",
+)
+def score(
+    model: Path,
+    inputs: Path,
+    device: str,
+    require_gpu: bool,
+    batch_size: int,
+    output: Path | None,
+) -> None:
+    """Score inputs with an exported model: OOD score, prediction, is_ood.
+
+    INPUTS is a .npy array shaped like the model input or a folder of images (scaled to [0, 1],
+    resized to the model's input size; needs Pillow). `is_ood` (score > threshold) is given
+    when the model was exported with --calibrate.
+    """
+    import numpy as np
+
+    if output is not None and output.suffix.lower() not in (".csv", ".npz"):
+        raise UserError(f"-o must end in .csv or .npz, got {output.name}")
+    with _user_errors(), _warnings_to_stderr():
+        from ood_exporter_onnx.runtime import OnnxModel
+
+        try:
+            runner = OnnxModel(model, device=device, require_gpu=require_gpu)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        data, names = _load_inputs(inputs, runner.input_shape)
+        n = data.shape[0]
+        starts = range(0, n, batch_size)
+        parts: list[dict[str, Any]] = []
+        show = len(starts) > 1
+        with click.progressbar(
+            starts,
+            label=f"scoring {n} inputs",
+            file=sys.stderr if show else io.StringIO(),
+        ) as bar:
+            for start in bar:
+                try:
+                    parts.append(runner.run(data[start : start + batch_size]))
+                except Exception as exc:  # noqa: BLE001 - onnxruntime errors on bad input
+                    raise UserError(f"onnxruntime failed on inputs {start}..: {exc}") from None
+    result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if runner.threshold is not None:
+        result["is_ood"] = result["score"] > runner.threshold
+    classes = runner.metadata.get("classes")
+    segmentation = result["score"].ndim > 1
+    if output is not None and output.suffix.lower() == ".npz":
+        np.savez_compressed(output, names=np.asarray(names), **result)
+        click.echo(f"wrote {output} ({n} inputs: {', '.join(result)})", err=True)
+        return
+    if segmentation:
+        raise UserError(
+            "this is a segmentation model (per-pixel scores): write them with -o scores.npz"
+        )
+    rows = []
+    for i in range(n):
+        row = {
+            "input": names[i],
+            "score": f"{float(result['score'][i]):.7g}",
+            "prediction": int(result["prediction"][i]),
+        }
+        if isinstance(classes, list) and 0 <= row["prediction"] < len(classes):
+            row["class"] = classes[row["prediction"]]
+        if "is_ood" in result:
+            row["is_ood"] = int(bool(result["is_ood"][i]))
+        rows.append(row)
+    handle = open(output, "w", newline="") if output is not None else None
+    try:
+        writer = csv.DictWriter(handle or sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    finally:
+        if handle is not None:
+            handle.close()
+    if output is not None:
+        flagged = f", {int(result['is_ood'].sum())} flagged OOD" if "is_ood" in result else ""
+        click.echo(f"wrote {output} ({n} inputs{flagged})", err=True)
+
+
+# --------------------------------------------------------------------------------------------
+# inspect
+
+
+def _type_words(value_info: Any) -> str:
+    import onnx
+
+    t = value_info.type.tensor_type
+    dtype = onnx.TensorProto.DataType.Name(t.elem_type).lower()
+    dims = [
+        d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?") for d in t.shape.dim
+    ]
+    return f"{dtype}[{', '.join(dims)}]"
+
+
+@click.command(
+    "inspect",
+    epilog="""\b
+Examples:
+  oodx inspect model.onnx
+  oodx inspect model.onnx --json
+  oodx inspect model.pt          (a checkpoint: loss, keywords, classes)
+""",
+)
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the description as JSON.")
+def inspect(model: Path, as_json: bool) -> None:
+    """Describe an exported model (inputs, outputs, oodx metadata) or a checkpoint, in words."""
+    with open(model, "rb") as f:
+        head = f.read(2)
+    if head == b"PK" or head[:1] == b"\x80":  # a zip or pickle: a checkpoint, not ONNX
+        _inspect_checkpoint(model, as_json)
+        return
+    with _user_errors():
+        try:
+            import onnx
+        except ImportError:
+            raise UserError("inspect needs the onnx package", hint="pip install onnx") from None
+        try:
+            proto = onnx.load(str(model), load_external_data=False)
+        except Exception as exc:  # noqa: BLE001 - protobuf decode errors
+            raise UserError(f"{model} is not a readable ONNX file: {exc}") from None
+        from ood_exporter_onnx.runtime import decode_metadata
+
+    init = {t.name for t in proto.graph.initializer}
+    inputs = [(i.name, _type_words(i)) for i in proto.graph.input if i.name not in init]
+    outputs = [(o.name, _type_words(o)) for o in proto.graph.output]
+    props = {p.key: p.value for p in proto.metadata_props}
+    meta = decode_metadata(props)
+    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "file": str(model),
+                    "size_bytes": model.stat().st_size,
+                    "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+                    "opset": opsets,
+                    "inputs": dict(inputs),
+                    "outputs": dict(outputs),
+                    "oodx": meta,
+                    "other_metadata": {k: v for k, v in props.items() if not k.startswith("oodx.")},
+                },
+                indent=2,
+            )
+        )
+        return
+    lines = [
+        f"{model} ({model.stat().st_size / 1e6:.2f} MB), made by "
+        f"{proto.producer_name or 'unknown'} {proto.producer_version}, ONNX opset "
+        f"{opsets.get('ai.onnx', '?')}, {len(proto.graph.node)} nodes",
+        "inputs:",
+        *(f"  {name}: {words}" for name, words in inputs),
+        "outputs:",
+        *(f"  {name}: {words}" for name, words in outputs),
+    ]
+    if not meta:
+        lines.append("no oodx metadata: this file was not written by `oodx export`.")
+    else:
+        convention = meta.get("score_convention", "?")
+        lines += [
+            f"scorer: {meta.get('scorer', '?')} (reads the model's {meta.get('scorer_reads', '?')}); "
+            f"score convention: {convention}"
+            + (" (higher score = more likely OOD)" if convention == "higher-is-ood" else ""),
+            f"task: {meta.get('task', '?')}; input shape {meta.get('input_shape')} "
+            f"({meta.get('input_dtype', '?')}, null = any batch size)",
+            f"trained with loss: {meta.get('loss') or '(unknown)'}"
+            + (f" {meta.get('loss_kwargs')}" if meta.get("loss_kwargs") else ""),
+        ]
+        classes = meta.get("classes")
+        lines.append(
+            f"classes ({len(classes)}): {', '.join(map(str, classes))}"
+            if isinstance(classes, list)
+            else "classes: not recorded (predictions are class indices)"
+        )
+        if meta.get("threshold") is not None:
+            lines.append(
+                f"threshold: {meta['threshold']:.6g} (score > threshold = OOD; keeps "
+                f"{float(meta.get('threshold_tpr', 0)):.0%} of {meta.get('calibration_samples', '?')} "
+                "ID calibration inputs)"
+            )
+        else:
+            lines.append("threshold: none (export with --calibrate ID.npy to set one)")
+        lines.append(
+            f"precision: {'float16 inside, float32 in/out' if meta.get('fp16') == 'true' else 'float32'}"
+        )
+        plugins = meta.get("plugins")
+        if isinstance(plugins, dict):
+            lines.append("made with: " + ", ".join(f"{k} {v}" for k, v in plugins.items()))
+        lines.append(
+            f"oodx format {meta.get('format_version', '?')}, exported {meta.get('created', '?')} "
+            f"with torch {meta.get('torch', '?')}"
+        )
+    click.echo("\n".join(lines))
+
+
+def _inspect_checkpoint(path: Path, as_json: bool) -> None:
+    """Describe a checkpoint from its manifest (read with zipfile: no torch, no unpickling)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            manifest_name = next((n for n in names if n.endswith("/oodx/manifest.json")), None)
+            manifest = json.loads(zf.read(manifest_name)) if manifest_name else None
+            pt2 = any(n.endswith("/archive_format") for n in names)
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+        if path.read_bytes()[:1] == b"\x80":
+            raise UserError(
+                f"{path} is a legacy torch.save pickle; oodx reads it only with --trust-pickle"
+            ) from None
+        raise UserError(f"{path} is truncated or corrupted (unreadable zip archive)") from None
+    if manifest is None:
+        kind = (
+            "a torch.export archive (.pt2) without oodx metadata: exportable, no loss state"
+            if pt2
+            else "a torch.save pickle: export needs --trust-pickle (unpickling runs code)"
+            if any(n.endswith("data.pkl") for n in names)
+            else "a zip archive that is not an oodx checkpoint"
+        )
+        if as_json:
+            click.echo(json.dumps({"file": str(path), "kind": kind}, indent=2))
+        else:
+            click.echo(f"{path}: {kind}")
+        return
+    if as_json:
+        click.echo(json.dumps({"file": str(path), "kind": "oodx checkpoint", **manifest}, indent=2))
+        return
+    loss = manifest.get("loss") or {}
+    model = manifest.get("model") or {}
+    classes = manifest.get("classes")
+    lines = [
+        f"{path} ({path.stat().st_size / 1e6:.2f} MB): oodx checkpoint, format "
+        f"{manifest.get('format_version')}, saved {manifest.get('created', '?')} with torch "
+        f"{manifest.get('torch', '?')}",
+        f"model: {model.get('class', '?')} as a torch.export program; input "
+        f"{model.get('input_shape')} ({model.get('input_dtype', '?')}, null = any batch size)",
+        (
+            f"loss: {loss.get('name')} {loss.get('kwargs')} from {loss.get('distribution') or '?'} "
+            f"{loss.get('version', '')}; {len(loss.get('state') or {})} state tensor(s); natural "
+            f"scorer: {loss.get('scorer') or '(none)'}"
+            if loss
+            else "loss: none saved (scorers that need loss state cannot be exported)"
+        ),
+        f"classes ({len(classes)}): {', '.join(map(str, classes))}"
+        if isinstance(classes, list)
+        else "classes: not recorded",
+        "needs: " + ", ".join(f"{k} {v}" for k, v in (manifest.get("plugins") or {}).items()),
+    ]
+    if manifest.get("extra"):
+        lines.append(f"extra: {json.dumps(manifest['extra'])}")
+    click.echo("\n".join(lines))
+
+
+__all__ = ["export", "inspect", "score"]

@@ -1,0 +1,713 @@
+"""oodx checkpoints: one file holding the model as a ``torch.export`` program, the loss and metadata.
+
+A checkpoint is a PT2 archive (the zip that :func:`torch.export.save` writes, so
+``torch.export.load`` reads it as well) with an extra folder ``<root>/oodx/``:
+
+- ``oodx/manifest.json``: format name and version, creation time, torch/ood-core/python versions,
+  the model's input shape (batch dimension ``null``) and dtype, the loss (registered name, class,
+  constructor keywords, how the keywords were found, the registration's plugin/distribution/
+  version and natural scorer), class names, the plugin distributions the file needs, ``extra``;
+- ``oodx/tensors/<i>.bin``: the loss's ``state_dict`` tensors as raw little-endian bytes, with
+  dtype and shape in the manifest (no pickle at all).
+
+Loading never unpickles: before :func:`torch.export.load` runs, the archive is checked for
+pickled weights, constants or custom objects (which torch would unpickle) and refused if it has
+any. Plain ``torch.save(module)`` pickles are refused unless ``trust_pickle=True``.
+
+Loss keywords are found, in this order: the ``loss_kwargs`` given to :func:`save`; a
+``get_config()`` method of the loss returning a JSON-serialisable dict of constructor keywords
+(the recommended way for a loss whose constructor keywords are not kept as attributes); the
+loss's ``__init__`` signature, each parameter read from the attribute (or property) of the same
+name on the loss, on ``_<name>``, or on a submodule (``num_classes``/``n_features``-style
+synonyms included), scalar tensors turned into numbers. Whatever the source, :func:`save`
+rebuilds the loss from name + keywords and loads the state into it before writing: a checkpoint
+whose loss would not rebuild is never written (the error says to pass ``loss_kwargs=``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import inspect
+import io
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ood_core.errors import CheckpointError
+
+FORMAT = "oodx-checkpoint"
+FORMAT_VERSION = 1
+MANIFEST = "oodx/manifest.json"
+_TENSOR_DIR = "oodx/tensors/"
+_MIN_TRACE_BATCH = 2
+_NO_PICKLE_PREFIXES = ("custom_obj", "opaque_obj")
+
+# constructor-keyword synonyms looked up when a loss keeps a keyword under another name
+_SYNONYMS: dict[str, tuple[str, ...]] = {
+    "n_classes": ("num_classes", "n_centers", "n_clusters"),
+    "num_classes": ("n_classes", "n_centers"),
+    "n_dim": ("n_features", "n_embedding", "num_features", "n_dims"),
+    "n_features": ("n_dim", "n_embedding", "num_features"),
+    "n_embedding": ("n_features", "n_dim", "num_features"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# the loaded checkpoint
+
+
+class ExportedModel(nn.Module):
+    """A ``torch.export`` program as a module that is always in eval mode.
+
+    ``ExportedProgram.module()`` refuses ``.train()`` and ``.eval()``; this wrapper accepts
+    ``.eval()`` (a no-op: the program was traced in eval mode) so inference code written for
+    ordinary modules works, and explains why ``.train()`` cannot work.
+    """
+
+    def __init__(self, graph_module: nn.Module) -> None:
+        super().__init__()
+        self.graph_module = graph_module
+        self.training = False
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return self.graph_module(*args, **kwargs)
+
+    def train(self, mode: bool = True) -> ExportedModel:
+        if mode:
+            raise RuntimeError(
+                "this model was loaded from an exported program traced in eval mode; it cannot "
+                "be switched to training mode. Train the original model and save it again."
+            )
+        return self
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint.
+
+    ``model`` is a runnable ``nn.Module`` (an :class:`ExportedModel` around the exported program,
+    always in eval mode, or the unpickled module with ``trust_pickle=True``); ``loss_name``/``loss_kwargs``/``loss_state`` describe the training loss
+    (``None``/``{}`` when the file has none); ``metadata`` is the manifest.
+    """
+
+    model: nn.Module
+    loss_name: str | None = None
+    loss_kwargs: dict[str, Any] = field(default_factory=dict)
+    loss_state: dict[str, Tensor] = field(default_factory=dict)
+    classes: list[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    program: Any = None  # torch.export.ExportedProgram when the model came from one
+    source: str = "oodx"  # "oodx", "pt2" (plain torch.export.save) or "pickle"
+
+    @property
+    def example_input(self) -> Tensor | None:
+        """The input the model was traced with (batch >= 2), when the file carries one."""
+        if self.program is None:
+            return None
+        args = getattr(self.program, "example_inputs", None)
+        if not args or not args[0]:
+            return None
+        first = args[0][0]
+        return first if isinstance(first, Tensor) else None
+
+    @property
+    def input_shape(self) -> list[int | None] | None:
+        """Input shape with ``None`` for the (dynamic) batch dimension, when known."""
+        shape = self.metadata.get("model", {}).get("input_shape")
+        if shape is not None:
+            return list(shape)
+        x = self.example_input
+        return None if x is None else [None, *x.shape[1:]]
+
+    @property
+    def loss_info(self) -> dict[str, Any]:
+        """The manifest's ``loss`` entry (``{}`` when the checkpoint has no loss)."""
+        return dict(self.metadata.get("loss") or {})
+
+    def build_loss(self) -> nn.Module:
+        """The training loss rebuilt with ``create_loss(name, **kwargs)`` and its saved state."""
+        if self.loss_name is None:
+            where = f" {self.path}" if self.path else ""
+            raise CheckpointError(
+                f"checkpoint{where} has no loss: it was saved without `loss=` "
+                f"(source: {self.source}). Save it with ood_core.save(path, model, loss=criterion, "
+                "example_input=...) to keep the loss and its state."
+            )
+        return _rebuild_loss(self.loss_name, self.loss_kwargs, self.loss_state)
+
+    def __repr__(self) -> str:
+        return (
+            f"Checkpoint(path={str(self.path)!r}, source={self.source!r}, "
+            f"loss={self.loss_name!r}, input_shape={self.input_shape}, classes={self.classes})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# saving
+
+
+def save(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    loss: nn.Module | None = None,
+    example_input: Any = None,
+    classes: Sequence[str] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    *,
+    loss_kwargs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` (and ``loss``) to one self-contained checkpoint file at ``path``.
+
+    ``model`` is exported with :func:`torch.export.export` in eval mode with a dynamic batch
+    dimension, traced with ``example_input`` (a tensor or array; a batch of 1 is repeated to 2).
+    ``loss`` must be a registered oodx loss; its name, constructor keywords (see the module
+    docstring; ``loss_kwargs`` overrides the discovery) and ``state_dict`` are stored. ``classes``
+    are class names, ``extra`` any JSON-serialisable metadata. The file is written to a temporary
+    file in the same folder and moved into place. Returns the path written.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"save: argument 'model' must be a torch.nn.Module, got {type(model)!r}")
+    if example_input is None:
+        raise TypeError(
+            "save: argument 'example_input' is required: a batch of inputs such as the model "
+            "sees in training (it fixes the input shape; the batch dimension stays dynamic)"
+        )
+    x = _example_tensor(example_input)
+    target = Path(path)
+    if target.is_dir():
+        raise CheckpointError(f"save: {target} is a folder; give a file name such as model.pt")
+
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "ood_core": _ood_core_version(),
+        "python": platform.python_version(),
+    }
+    plugins = {"ood-core": _ood_core_version()}
+
+    program = _export_model(model, x)
+    out = program.module()(x)
+    manifest["model"] = {
+        "class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "input_shape": [None, *map(int, x.shape[1:])],
+        "input_dtype": str(x.dtype).removeprefix("torch."),
+        "output": _describe_output(out),
+    }
+
+    tensors: dict[str, Tensor] = {}
+    manifest["loss"] = None
+    if loss is not None:
+        info = _registration_of(loss)
+        kwargs, how = _loss_kwargs(loss, loss_kwargs)
+        state = {k: v.detach().cpu() for k, v in loss.state_dict().items()}
+        try:
+            _rebuild_loss(info.name, kwargs, state)
+        except CheckpointError as exc:
+            raise CheckpointError(
+                f"save: the loss {info.name!r} would not rebuild from the checkpoint: {exc} "
+                f"(keywords found by {how}: {kwargs}). Pass the constructor keywords explicitly: "
+                f"ood_core.save(..., loss_kwargs={{...}}), or give {type(loss).__name__} a "
+                "get_config() method returning them."
+            ) from None
+        manifest["loss"] = {
+            "name": info.name,
+            "class": f"{type(loss).__module__}.{type(loss).__qualname__}",
+            "kwargs": kwargs,
+            "kwargs_from": how,
+            "plugin": info.plugin,
+            "distribution": info.distribution,
+            "version": info.version,
+            "scorer": info.scorer,
+            "state": {},
+        }
+        for i, (key, value) in enumerate(state.items()):
+            name = f"{_TENSOR_DIR}{i}.bin"
+            manifest["loss"]["state"][key] = {
+                "file": name,
+                "dtype": str(value.dtype).removeprefix("torch."),
+                "shape": list(value.shape),
+            }
+            tensors[name] = value
+        if info.distribution:
+            plugins[info.distribution] = info.version
+    manifest["classes"] = None if classes is None else [str(c) for c in classes]
+    manifest["plugins"] = plugins
+    manifest["extra"] = dict(extra or {})
+    try:
+        manifest_text = json.dumps(manifest, indent=2, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(
+            f"save: metadata must be JSON-serialisable (check `extra` and the loss keywords): {exc}"
+        ) from None
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.export.save(program, f)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            root = _root(zf.namelist())
+            zf.writestr(f"{root}/{MANIFEST}", manifest_text)
+            for name, value in tensors.items():
+                zf.writestr(f"{root}/{name}", _tensor_bytes(value))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return target
+
+
+def _example_tensor(example_input: Any) -> Tensor:
+    if isinstance(example_input, (tuple, list)) and len(example_input) == 1:
+        example_input = example_input[0]
+    if not isinstance(example_input, Tensor):
+        try:
+            example_input = torch.as_tensor(example_input)
+        except Exception as exc:  # noqa: BLE001 - anything not array-like
+            raise TypeError(
+                "save: argument 'example_input' must be a tensor or array of inputs, "
+                f"got {type(example_input).__name__}"
+            ) from exc
+    x = example_input.detach()
+    if x.dim() < 1 or x.shape[0] < 1:
+        raise ValueError(
+            "save: argument 'example_input' must be a batch (first dimension >= 1), "
+            f"got shape {tuple(x.shape)}"
+        )
+    if x.shape[0] < _MIN_TRACE_BATCH:  # a batch of 1 would be specialised by the tracer
+        x = x.repeat(_MIN_TRACE_BATCH, *([1] * (x.dim() - 1)))
+    return x[:_MIN_TRACE_BATCH].contiguous()
+
+
+def _export_model(model: nn.Module, x: Tensor) -> Any:
+    from torch.export import Dim
+
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.export.export(
+            model, (x,), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 30)},), strict=False
+        )
+    except Exception as exc:  # noqa: BLE001 - the tracer may raise many kinds of errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"save: torch.export could not trace {type(model).__name__} with a dynamic batch "
+            f"dimension (example input of shape {tuple(x.shape)}): {type(exc).__name__}: "
+            f"{reason}. The model must be exportable (no data-dependent Python control flow, "
+            "no branching on the batch size)."
+        ) from exc
+    finally:
+        model.train(was_training)
+
+
+def _describe_output(out: Any) -> Any:
+    if isinstance(out, Tensor):
+        return {"kind": "tensor", "shape": [None, *map(int, out.shape[1:])]}
+    if isinstance(out, Mapping):
+        return {"kind": "dict", "keys": {str(k): _describe_output(v) for k, v in out.items()}}
+    if isinstance(out, (tuple, list)):
+        return {"kind": "tuple", "items": [_describe_output(v) for v in out]}
+    return {"kind": type(out).__name__}
+
+
+def _ood_core_version() -> str:
+    from ood_core import __version__
+
+    return __version__
+
+
+def _registration_of(loss: nn.Module) -> Any:
+    from ood_core.registry import list_losses
+
+    candidates = []
+    for info in list_losses():
+        try:
+            cls = info.load()
+        except Exception:  # noqa: BLE001 - a broken plugin is not this loss
+            continue
+        if cls is type(loss):
+            return info
+        if isinstance(cls, type) and isinstance(loss, cls):
+            candidates.append(info)
+    if candidates:
+        return candidates[0]
+    raise CheckpointError(
+        f"save: the loss {type(loss).__module__}.{type(loss).__qualname__} is not a registered "
+        "oodx loss, so the checkpoint could not rebuild it. Register it through a plugin "
+        "(`oodx plugins` lists what is installed) or save without `loss=`."
+    )
+
+
+def _jsonable(value: Any) -> tuple[bool, Any]:
+    """``(ok, value)`` with scalar tensors turned into numbers and tuples into lists."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            return False, None
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return False, None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True, value
+    if isinstance(value, (tuple, list)):
+        items = [_jsonable(v) for v in value]
+        return all(ok for ok, _ in items), [v for _, v in items]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        items = {k: _jsonable(v) for k, v in value.items()}
+        return all(ok for ok, _ in items.values()), {k: v for k, (_, v) in items.items()}
+    return False, None
+
+
+def _find_attribute(loss: nn.Module, name: str) -> tuple[bool, Any]:
+    names = (name, f"_{name}", *_SYNONYMS.get(name, ()))
+    for module in (loss, *(m for _, m in loss.named_modules() if m is not loss)):
+        for attr in names:
+            try:
+                value = getattr(module, attr)
+            except Exception:  # noqa: BLE001 - properties may raise
+                continue
+            if isinstance(value, nn.Module) or callable(value):
+                continue
+            ok, value = _jsonable(value)
+            if ok:
+                return True, value
+    return False, None
+
+
+def _loss_kwargs(loss: nn.Module, given: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """Constructor keywords of ``loss`` and how they were found (see the module docstring)."""
+    if given is not None:
+        ok, kwargs = _jsonable(dict(given))
+        if not ok:
+            raise CheckpointError(f"save: loss_kwargs must be JSON-serialisable, got {given!r}")
+        return kwargs, "loss_kwargs"
+    get_config = getattr(loss, "get_config", None)
+    if callable(get_config):
+        ok, kwargs = _jsonable(dict(get_config()))
+        if not ok:
+            raise CheckpointError(
+                f"save: {type(loss).__name__}.get_config() must return JSON-serialisable "
+                "constructor keywords"
+            )
+        return kwargs, "get_config()"
+    kwargs: dict[str, Any] = {}
+    missing = []
+    for param in list(inspect.signature(type(loss).__init__).parameters.values())[1:]:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        found, value = _find_attribute(loss, param.name)
+        if found:
+            if isinstance(param.default, bool) and isinstance(value, int):
+                value = bool(value)
+            elif isinstance(param.default, float) and isinstance(value, int):
+                value = float(value)
+            kwargs[param.name] = value
+        elif param.default is inspect.Parameter.empty:
+            missing.append(param.name)
+    if missing:
+        raise CheckpointError(
+            f"save: could not find the value of {type(loss).__name__}'s required constructor "
+            f"keyword(s) {missing} on the loss. Pass them: ood_core.save(..., "
+            f"loss_kwargs={{{', '.join(repr(m) + ': ...' for m in missing)}}}), or give the "
+            "loss a get_config() method."
+        )
+    return kwargs, "the constructor signature"
+
+
+def _rebuild_loss(name: str, kwargs: Mapping[str, Any], state: Mapping[str, Tensor]) -> nn.Module:
+    from ood_core.errors import OODXError
+    from ood_core.registry import create_loss
+
+    try:
+        loss = create_loss(name, **kwargs)
+    except OODXError as exc:
+        raise CheckpointError(f"cannot create loss {name!r}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"create_loss({name!r}, **{dict(kwargs)}) failed: {exc}") from None
+    own = loss.state_dict()
+    wrong = [
+        f"{k}: saved {tuple(v.shape)}, rebuilt {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and tuple(own[k].shape) != tuple(v.shape)
+    ]
+    if wrong or set(own) != set(state):
+        raise CheckpointError(
+            f"the state of loss {name!r} does not fit the loss built from its keywords "
+            f"{dict(kwargs)}: missing {sorted(set(own) - set(state))}, unexpected "
+            f"{sorted(set(state) - set(own))}, shape mismatches {wrong}"
+        )
+    loss.load_state_dict(dict(state))
+    return loss
+
+
+def _tensor_bytes(t: Tensor) -> bytes:
+    flat = t.detach().cpu().contiguous().reshape(-1)
+    if flat.numel() == 0:
+        return b""
+    if sys.byteorder != "little" and flat.element_size() > 1:  # pragma: no cover
+        raise CheckpointError("save: big-endian hosts are not supported")
+    return flat.view(torch.uint8).numpy().tobytes()
+
+
+def _tensor_from_bytes(data: bytes, dtype_name: str, shape: Sequence[int]) -> Tensor:
+    dtype = getattr(torch, dtype_name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise CheckpointError(f"unknown tensor dtype {dtype_name!r} in the manifest")
+    numel = math.prod(shape)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if len(data) != numel * itemsize:
+        raise CheckpointError(
+            f"tensor data of {len(data)} bytes does not fit dtype {dtype_name} and shape "
+            f"{list(shape)}"
+        )
+    if numel == 0:
+        return torch.empty(list(shape), dtype=dtype)
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return raw.view(dtype).reshape(list(shape)).clone()
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def load(path: str | os.PathLike[str], trust_pickle: bool = False) -> Checkpoint:
+    """Load a checkpoint written by :func:`save` (or a ``torch.export.save`` ``.pt2`` file).
+
+    Never unpickles unless ``trust_pickle=True``, which also accepts a ``torch.save(module)``
+    file (unpickling runs code from the file: only for files you trust). Missing, truncated,
+    corrupted or foreign files raise :class:`~ood_core.errors.CheckpointError`.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint {p} does not exist")
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {p} is a folder, not a file")
+    try:
+        with open(p, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {p}: {exc}") from None
+    if not head:
+        raise CheckpointError(f"checkpoint {p} is empty (0 bytes)")
+    if head[:2] != b"PK":
+        if head[:1] == b"\x80":  # pickle protocol marker: legacy torch.save
+            return _load_pickle(p, trust_pickle, "a legacy torch.save pickle")
+        raise CheckpointError(
+            f"{p} is not an oodx checkpoint (unknown format: it is not a zip archive). "
+            "Write checkpoints with ood_core.save(path, model, loss=..., example_input=...)."
+        )
+    try:
+        zf = zipfile.ZipFile(p)
+    except zipfile.BadZipFile:
+        raise CheckpointError(
+            f"checkpoint {p} is truncated or corrupted (its zip directory is unreadable); "
+            "it was probably cut short while copying or writing. Save or copy it again."
+        ) from None
+    with zf:
+        names = zf.namelist()
+        root = _root(names)
+        bad = _first_bad_member(zf)
+        if bad is not None:
+            raise CheckpointError(
+                f"checkpoint {p} is corrupted: member {bad!r} fails its checksum. "
+                "Save or copy it again."
+            )
+        if root and f"{root}/{MANIFEST}" in names:
+            return _load_oodx(p, zf, root)
+        if root and f"{root}/archive_format" in names:
+            return _load_pt2(p, zf, root, manifest=None)
+        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+            return _load_pickle(p, trust_pickle, "a torch.save pickle")
+    raise CheckpointError(
+        f"{p} is a zip archive but not an oodx checkpoint (no {MANIFEST}, no PT2 archive). "
+        "Write checkpoints with ood_core.save(path, model, loss=..., example_input=...)."
+    )
+
+
+def _root(names: Sequence[str]) -> str:
+    roots = {n.split("/", 1)[0] for n in names if "/" in n}
+    return next(iter(roots)) if len(roots) == 1 else ""
+
+
+def _first_bad_member(zf: zipfile.ZipFile) -> str | None:
+    try:
+        return zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
+        return "(unreadable)"
+    except Exception:  # noqa: BLE001 - zlib errors and the like
+        return "(unreadable)"
+
+
+def _read_json(p: Path, zf: zipfile.ZipFile, name: str) -> Any:
+    try:
+        return json.loads(zf.read(name).decode("utf-8"))
+    except (KeyError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
+        raise CheckpointError(f"checkpoint {p}: {name} is unreadable ({exc})") from None
+
+
+def _load_oodx(p: Path, zf: zipfile.ZipFile, root: str) -> Checkpoint:
+    manifest = _read_json(p, zf, f"{root}/{MANIFEST}")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {p}: {MANIFEST} is not an oodx manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {p} has format version {version!r}; this ood-core reads versions up to "
+            f"{FORMAT_VERSION}. Upgrade ood-core (pip install -U ood-core)."
+        )
+    ckpt = _load_pt2(p, zf, root, manifest=manifest)
+    loss = manifest.get("loss")
+    if loss:
+        state = {}
+        for key, meta in (loss.get("state") or {}).items():
+            try:
+                data = zf.read(f"{root}/{meta['file']}")
+            except (KeyError, TypeError, zipfile.BadZipFile) as exc:
+                raise CheckpointError(
+                    f"checkpoint {p}: the loss state tensor {key!r} is missing ({exc})"
+                ) from None
+            state[key] = _tensor_from_bytes(data, meta["dtype"], meta["shape"])
+        ckpt.loss_name = loss.get("name")
+        ckpt.loss_kwargs = dict(loss.get("kwargs") or {})
+        ckpt.loss_state = state
+    ckpt.classes = manifest.get("classes")
+    ckpt.source = "oodx"
+    return ckpt
+
+
+def _check_no_pickle(p: Path, zf: zipfile.ZipFile, root: str) -> None:
+    """Refuse archives whose loading would unpickle (weights, constants, custom objects)."""
+    names = set(zf.namelist())
+    for kind in ("weights", "constants"):
+        for name in names:
+            if not (name.startswith(f"{root}/data/{kind}/") and name.endswith("_config.json")):
+                continue
+            config = _read_json(p, zf, name)
+            entries = (config or {}).get("config") or {}
+            for fqn, meta in entries.items():
+                path_name = str((meta or {}).get("path_name", ""))
+                if (meta or {}).get("use_pickle") or path_name.startswith(_NO_PICKLE_PREFIXES):
+                    raise CheckpointError(
+                        f"checkpoint {p}: {kind[:-1]} {fqn!r} is stored as a pickle, which "
+                        "would run code on load; oodx loads exported programs with plain "
+                        "tensors only. Re-export the model without custom objects."
+                    )
+    for name in names:
+        if name.startswith(f"{root}/data/sample_inputs/"):
+            try:
+                torch.load(io.BytesIO(zf.read(name)), weights_only=True)
+            except Exception:  # noqa: BLE001 - any failure means it is not plain tensors
+                raise CheckpointError(
+                    f"checkpoint {p}: its sample inputs are not plain tensors (loading them "
+                    "would unpickle arbitrary objects)"
+                ) from None
+
+
+@contextlib.contextmanager
+def _quiet_torch_logs():
+    logger = logging.getLogger("torch")
+    old = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(old)
+
+
+def _load_pt2(
+    p: Path, zf: zipfile.ZipFile, root: str, manifest: dict[str, Any] | None
+) -> Checkpoint:
+    _check_no_pickle(p, zf, root)
+    try:
+        with _quiet_torch_logs(), open(p, "rb") as f:
+            program = torch.export.load(f)
+    except Exception as exc:  # noqa: BLE001 - the deserializer raises many kinds of errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {p}: the exported model could not be loaded ({type(exc).__name__}: "
+            f"{reason}). It may be corrupted or written by an incompatible torch "
+            f"(this is torch {torch.__version__}"
+            + (f", the file was written by torch {manifest.get('torch')}" if manifest else "")
+            + ")."
+        ) from None
+    try:
+        module = ExportedModel(program.module())
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(f"checkpoint {p}: cannot build the model module: {exc}") from None
+    meta = manifest or {"format": "pt2", "model": {}}
+    if not manifest:
+        x = _first_example(program)
+        if x is not None:
+            meta["model"] = {
+                "input_shape": [None, *map(int, x.shape[1:])],
+                "input_dtype": str(x.dtype).removeprefix("torch."),
+            }
+    return Checkpoint(
+        model=module,
+        metadata=meta,
+        path=p,
+        program=program,
+        source="oodx" if manifest else "pt2",
+    )
+
+
+def _first_example(program: Any) -> Tensor | None:
+    args = getattr(program, "example_inputs", None)
+    if args and args[0] and isinstance(args[0][0], Tensor):
+        return args[0][0]
+    return None
+
+
+def _load_pickle(p: Path, trust_pickle: bool, what: str) -> Checkpoint:
+    if not trust_pickle:
+        raise CheckpointError(
+            f"{p} is {what} (torch.save of a module). oodx does not load pickles by default: "
+            "unpickling runs arbitrary code from the file, and it needs the training script's "
+            "Python classes importable. Convert it once, in the training script: "
+            "ood_core.save('model.pt', model, loss=criterion, example_input=x). "
+            "If you trust the file, pass trust_pickle=True (CLI: --trust-pickle)."
+        )
+    try:
+        with _quiet_torch_logs():
+            obj = torch.load(p, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError) as exc:
+        raise CheckpointError(
+            f"{p}: the pickle refers to Python code that cannot be imported here ({exc}). "
+            "A pickled module needs its classes on the Python path; convert it with "
+            "ood_core.save(...) in the training script instead."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - a broken pickle raises anything
+        raise CheckpointError(f"{p}: cannot unpickle ({type(exc).__name__}: {exc})") from None
+    if isinstance(obj, Mapping) and isinstance(obj.get("model"), nn.Module):
+        obj = obj["model"]
+    if not isinstance(obj, nn.Module):
+        raise CheckpointError(
+            f"{p} holds a {type(obj).__name__}, not a torch.nn.Module (a bare state_dict cannot "
+            "be used without the model's class). Save with ood_core.save(path, model, "
+            "example_input=...) in the training script."
+        )
+    obj.eval()
+    return Checkpoint(
+        model=obj, metadata={"format": "pickle", "model": {}}, path=p, source="pickle"
+    )
+
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "ExportedModel", "load", "save"]
