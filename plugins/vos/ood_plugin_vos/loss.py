@@ -143,6 +143,17 @@ class VOSRegLoss(nn.Module):
     def num_energy_classes(self) -> int:
         return self.weights_energy.weight.numel()
 
+    def get_config(self) -> dict[str, object]:
+        """Constructor keywords that rebuild this loss (modules as their default shapes).
+
+        Used by :func:`ood_core.save`; the modules' values come back from the state dict.
+        """
+        return {
+            "alpha": self.alpha,
+            "reduction": self.reduction,
+            "num_classes": self.num_energy_classes,
+        }
+
     def energy(self, logits: Tensor) -> Tensor:
         """Weighted energy of ``logits`` over dim 1 (the same function the scorer uses)."""
         return weighted_energy(logits, self.weights_energy.weight, dim=1)
@@ -255,6 +266,16 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
             "data_dict", torch.zeros(self.num_classes, sample_number, self.num_input_last_layer)
         )
         self.register_buffer("queue_counts", torch.zeros(self.num_classes, dtype=torch.long))
+
+    def get_config(self) -> dict[str, object]:
+        """Constructor keywords that rebuild this loss (modules as their default shapes)."""
+        return {
+            **super().get_config(),
+            "num_features": self.num_input_last_layer,
+            "sample_number": self.sample_number,
+            "select": self.select,
+            "sample_from": self.sample_from,
+        }
 
     # -- state ---------------------------------------------------------------------------------
 

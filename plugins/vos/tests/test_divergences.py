@@ -240,3 +240,20 @@ def test_wrong_class_count_is_rejected():
         VirtualOutlierSynthesizingRegLoss(num_classes=3, num_features=4)(
             torch.randn(4, 3), torch.randn(4, 5), torch.zeros(4, dtype=torch.long)
         )
+
+
+@pytest.mark.parametrize("synthesis", [False, True])
+def test_checkpoint_round_trip_keeps_weights_and_queues(tmp_path, synthesis):
+
+    torch.manual_seed(0)
+    if synthesis:
+        loss = VirtualOutlierSynthesizingRegLoss(num_classes=3, num_features=4, sample_number=5)
+        loss(torch.randn(6, 3), torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2]))
+    else:
+        loss = VOSRegLoss(num_classes=3, alpha=0.3)
+    model = torch.nn.Linear(4, 3)
+    path = ood_core.save(tmp_path / "m.pt2", model, loss=loss, example_input=torch.randn(2, 4))
+    rebuilt = ood_core.load(path).build_loss()
+    assert type(rebuilt) is type(loss)
+    for key, value in loss.state_dict().items():
+        torch.testing.assert_close(rebuilt.state_dict()[key], value)
