@@ -1,8 +1,10 @@
-"""Fixtures for cross-package tests: built wheels and a fresh virtual environment to install them.
+"""Fixtures for cross-package tests: built wheels and fresh virtual environments to install them.
 
-Building is done once per test session: ``wheelhouse`` builds the wheels of repo directories on
-request, ``wheel_venv`` is one fresh virtual environment (no system site-packages) with torch and
-the ``ood-core`` wheel, into which tests install (and afterwards remove) further wheels.
+Building is done once per test session: ``wheelhouse`` builds the wheels of repo directories (or
+any source folder) on request, ``make_venv`` creates fresh virtual environments (no system
+site-packages) with torch, pytest, the ``ood-core`` wheel and the wheels a test asks for, and
+``wheel_venv`` is one such environment shared by tests that install (and afterwards remove)
+further wheels.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import subprocess
 import sys
 import venv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,7 +51,7 @@ class Wheelhouse:
             src = REPO / src
         src = src.resolve()
         if src not in self.built:
-            out = self.path / src.name
+            out = self.path / f"{len(self.built)}-{src.name}"  # same-named folders apart
             out.mkdir(parents=True, exist_ok=True)
             run(
                 [
@@ -91,8 +93,27 @@ class Venv:
         )
 
     def install(self, *wheels: str | os.PathLike) -> None:
-        """Install wheels (their dependencies from the index, oodx's own from the wheels given)."""
+        """Install wheels without their dependencies (oodx's own come from the wheels given)."""
         self.pip("install", "--force-reinstall", "--no-deps", *wheels)
+
+    def run(
+        self,
+        *args: str | os.PathLike,
+        cwd: str | os.PathLike | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess:
+        """Run a program of this venv (``"oodx"``, ``"python"``...) with arguments; must succeed.
+
+        The environment is the test's without ``PYTHON*``/``OODX_*`` variables, plus ``env``.
+        """
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "OODX_"))}
+        full_env["PATH"] = f"{self.path / 'bin'}{os.pathsep}{full_env.get('PATH', '')}"
+        full_env["VIRTUAL_ENV"] = str(self.path)
+        full_env.update(env or {})
+        return run(
+            [self.bin(str(args[0])), *args[1:]], cwd=cwd or self.path, env=full_env, timeout=timeout
+        )
 
     def uninstall(self, *names: str) -> None:
         self.pip("uninstall", "-y", *names)
@@ -125,13 +146,36 @@ def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Wheelhouse:
     return Wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
 
 
+VenvFactory = Callable[..., Venv]
+
+
 @pytest.fixture(scope="session")
-def wheel_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Wheelhouse) -> Iterator[Venv]:
+def make_venv(tmp_path_factory: pytest.TempPathFactory, wheelhouse: Wheelhouse) -> VenvFactory:
+    """Factory of fresh venvs (no system site-packages): ``make_venv(*sources, requirements=())``.
+
+    Each call creates a new environment with torch (``TORCH_SPEC``), pytest, numpy and the
+    ``ood-core`` wheel (its dependencies from the index), then installs the wheels of
+    ``sources`` (repo-relative or absolute source folders, or ``.whl`` files) without their
+    dependencies, and ``requirements`` from the index (for example ``"click"``).
+    """
+
+    def factory(
+        *sources: str | os.PathLike, requirements: Sequence[str] = (), name: str = "venv"
+    ) -> Venv:
+        path = tmp_path_factory.mktemp(name) / "env"
+        venv.EnvBuilder(with_pip=True, system_site_packages=False).create(path)
+        env = Venv(path)
+        env.pip("install", TORCH_SPEC, "pytest", "numpy", *requirements)
+        env.pip("install", wheelhouse.build(REPO))  # brings pluggy; torch is already satisfied
+        wheels = [Path(s) if str(s).endswith(".whl") else wheelhouse.build(s) for s in sources]
+        if wheels:
+            env.install(*wheels)
+        return env
+
+    return factory
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(make_venv: VenvFactory) -> Iterator[Venv]:
     """A fresh venv (no system site-packages) with torch, ood-core's wheel and its dependencies."""
-    path = tmp_path_factory.mktemp("venv") / "env"
-    venv.EnvBuilder(with_pip=True, system_site_packages=False).create(path)
-    env = Venv(path)
-    core = wheelhouse.build(REPO)
-    env.pip("install", TORCH_SPEC, "pytest", "numpy")
-    env.pip("install", core)  # brings pluggy and numpy; torch is already satisfied
-    yield env
+    yield make_venv(name="venv")

