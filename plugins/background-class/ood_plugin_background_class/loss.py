@@ -6,6 +6,7 @@ import operator
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from ood_core.labels import is_unknown
 from ood_core.reduction import Reduction, apply_reduction, check_reduction, compute_dtype
@@ -65,8 +66,8 @@ class BackgroundClassLoss(nn.Module):
         remapped = torch.where(
             is_unknown(targets), torch.full_like(targets, self.num_classes), targets
         )
-        logp = torch.log_softmax(logits.to(compute_dtype(logits.dtype)), dim=1)
-        nll = -logp.gather(1, remapped.unsqueeze(1)).squeeze(1)
+        x = logits.to(compute_dtype(logits.dtype))
+        nll = F.cross_entropy(x, remapped, reduction="none")  # the fused kernel
         return apply_reduction(nll, self.reduction, owner)
 
     def scorer(self) -> nn.Module:
