@@ -7,7 +7,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ood_core.labels import is_known
-from ood_core.reduction import Reduction, compute_dtype, masked_reduction
+from ood_core.reduction import Reduction, check_reduction, compute_dtype
 
 
 def cross_entropy(logits: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
@@ -17,11 +17,15 @@ def cross_entropy(logits: Tensor, target: Tensor, reduction: Reduction = "mean")
     averages over the ID entries (0 when there are none, graph kept); ``none`` keeps the target's
     shape with OOD entries 0. Computed in at least fp32.
     """
+    check_reduction(reduction, "cross_entropy")
     known = is_known(target)
     x = logits.to(compute_dtype(logits.dtype))
     # the fused kernel; OOD entries are ignored (their loss and gradient are 0)
-    nll = F.cross_entropy(x, torch.where(known, target, -100), ignore_index=-100, reduction="none")
-    return masked_reduction(nll, known, reduction, "cross_entropy")
+    t = torch.where(known, target, -100)
+    if reduction == "mean":  # sum / count: unlike torch's mean, 0 (not NaN) when all are OOD
+        total = F.cross_entropy(x, t, ignore_index=-100, reduction="sum")
+        return total / known.sum().clamp_min(1).to(total.dtype)
+    return F.cross_entropy(x, t, ignore_index=-100, reduction=reduction or "none")
 
 
 def energy(logits: Tensor, temperature: float | Tensor = 1.0) -> Tensor:

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ood_core.labels import is_unknown
-from ood_core.reduction import Reduction, apply_reduction, check_reduction, compute_dtype
+from ood_core.reduction import Reduction, check_reduction, compute_dtype
 from ood_core.validation import check_float, check_target, fail
 
 
@@ -67,8 +67,9 @@ class BackgroundClassLoss(nn.Module):
             is_unknown(targets), torch.full_like(targets, self.num_classes), targets
         )
         x = logits.to(compute_dtype(logits.dtype))
-        nll = F.cross_entropy(x, remapped, reduction="none")  # the fused kernel
-        return apply_reduction(nll, self.reduction, owner)
+        if self.reduction == "mean":  # the fused kernel; an empty batch gives 0, not NaN
+            return F.cross_entropy(x, remapped, reduction="sum") / max(remapped.numel(), 1)
+        return F.cross_entropy(x, remapped, reduction=self.reduction or "none")
 
     def scorer(self) -> nn.Module:
         """The natural scorer, softmax probability of the background class."""
