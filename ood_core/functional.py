@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from ood_core.labels import is_known
+from ood_core.labels import is_known, known_or_zero
 from ood_core.reduction import Reduction, check_reduction, compute_dtype
 
 
@@ -26,6 +26,29 @@ def cross_entropy(logits: Tensor, target: Tensor, reduction: Reduction = "mean")
         total = F.cross_entropy(x, t, ignore_index=-100, reduction="sum")
         return total / known.sum().clamp_min(1).to(total.dtype)
     return F.cross_entropy(x, t, ignore_index=-100, reduction=reduction or "none")
+
+
+def nll_and_logsumexp(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-entry cross-entropy and ``logsumexp`` over dim 1, from one pass over the logits.
+
+    With ``m = max_c x_c`` (no gradient) and ``z = x - m``::
+
+        lse = m + log sum_c exp(z_c)        nll = log sum_c exp(z_c) - z_y   (0 where y < 0)
+
+    For losses that need both (energy regulariser, outlier exposure, SCONE): one ``logsumexp``
+    instead of a log-softmax plus a ``logsumexp``, about twice as fast on segmentation inputs,
+    with ``nll`` as precise near 0 as a log-softmax (the shift makes ``z_y = 0`` for the top
+    class). ``(B, C[, H, W])`` and ``(B[, H, W])`` give two ``(B[, H, W])`` tensors, computed in
+    at least fp32.
+    """
+    x = logits.to(compute_dtype(logits.dtype))
+    m = x.detach().amax(dim=1, keepdim=True)
+    m = m.nan_to_num(0.0, 0.0, 0.0)  # an all -inf row or a +inf logit: no shift
+    z = x - m
+    lse_z = torch.logsumexp(z, dim=1)
+    z_y = z.gather(1, known_or_zero(target).unsqueeze(1)).squeeze(1)
+    nll = torch.where(is_known(target), lse_z - z_y, torch.zeros_like(lse_z))
+    return nll, lse_z + m.squeeze(1)
 
 
 def energy(logits: Tensor, temperature: float | Tensor = 1.0) -> Tensor:

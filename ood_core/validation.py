@@ -43,11 +43,19 @@ def value_checks_enabled(x: Tensor) -> bool:
     mode = _mode or os.environ.get("OODX_VALUE_CHECKS", "auto")
     if mode == "never" or _tracing():
         return False
+    device = x.device.type
+    if device == "meta" or _is_fake(x):
+        return False
+    return mode == "always" or device == "cpu"
+
+
+def _is_fake(x: Tensor) -> bool:
+    # plain tensors answer without the import (the common eager case)
+    if type(x) is Tensor or type(x) is torch.nn.Parameter:
+        return False
     from torch._subclasses.fake_tensor import is_fake
 
-    if is_fake(x) or x.device.type == "meta":
-        return False
-    return mode == "always" or x.device.type == "cpu"
+    return bool(is_fake(x))
 
 
 def _describe(x: object) -> str:
@@ -76,12 +84,16 @@ def check_float(owner: str, arg: str, x: object, ranks: Sequence[int] | None = N
         raise fail(owner, arg, "a floating-point tensor", x)
     if ranks is not None and x.dim() not in ranks:
         raise fail(owner, arg, f"a tensor of rank {' or '.join(map(str, ranks))}", x)
-    # amax propagates NaN and is much cheaper than materialising isnan(x)
-    if value_checks_enabled(x) and x.numel() and bool(torch.isnan(x.detach().amax())):
+    # amax propagates NaN and is much cheaper than materialising isnan(x); NaN != NaN
+    if value_checks_enabled(x) and x.numel() and _is_nan(x.detach().amax().item()):
         raise fail(
             owner, arg, "free of NaN", f"{int(torch.isnan(x).sum())} NaN value(s) in {_describe(x)}"
         )
     return x
+
+
+def _is_nan(value: float) -> bool:
+    return value != value
 
 
 def check_target(

@@ -44,7 +44,9 @@ def test_worked_example_registers_cleanly(hook):
 
 @pytest.mark.parametrize("hook", HOOK_NAMES)
 def test_hook_has_a_test(hook):
-    tests = [p for p in (REPO / "ood_core" / "tests").glob("test_*.py") if p.name != Path(__file__).name]
+    tests = [
+        p for p in (REPO / "ood_core" / "tests").glob("test_*.py") if p.name != Path(__file__).name
+    ]
     assert any(re.search(rf"def test_{hook}\w*\(", p.read_text()) for p in tests), (
         f"no test function named test_{hook}... in ood_core/tests"
     )

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.arguments import check_real
-from ood_core.functional import cross_entropy, energy
+from ood_core.functional import nll_and_logsumexp
 from ood_core.labels import is_known, is_unknown
 from ood_core.reduction import Reduction, apply_reduction, check_reduction, masked_mean
 from ood_core.validation import check_classification
@@ -53,9 +53,9 @@ class EnergyRegularizedLoss(nn.Module):
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """The loss for ``logits`` ``(B, C[, H, W])`` and ``targets`` ``(B[, H, W])`` (``< 0``: OOD)."""
         logits, targets = check_classification(type(self).__name__, logits, targets)
-        e = energy(logits)
+        nll, lse = nll_and_logsumexp(logits, targets)  # nll is 0 on outliers
+        e = -lse
         known = is_known(targets)
-        nll = cross_entropy(logits, targets, reduction="none")  # 0 on outliers
         hinge = torch.where(known, torch.relu(e - self.m_in) ** 2, torch.relu(self.m_out - e) ** 2)
         if self.reduction == "mean":
             regulariser = masked_mean(hinge, known) + masked_mean(hinge, is_unknown(targets))

@@ -6,8 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.arguments import check_real
-from ood_core.functional import cross_entropy
-from ood_core.labels import is_known, is_unknown
+from ood_core.labels import is_known, is_unknown, known_or_zero
 from ood_core.reduction import (
     Reduction,
     apply_reduction,
@@ -81,8 +80,14 @@ class OutlierExposureLoss(nn.Module):
     def terms(self, logits: Tensor, target: Tensor) -> dict[str, Tensor]:
         """Unreduced, unweighted terms ``ce`` and ``oe`` (0 outside their part of the batch)."""
         logits, target = check_classification(type(self).__name__, logits, target)
-        ce = cross_entropy(logits, target, reduction="none")
-        oe = masked_reduction(uniform_cross_entropy(logits), is_unknown(target), "none")
+        # one log-softmax for both terms: L_CE = -log p_y, L_OE = -mean_c log p_c
+        log_p = torch.log_softmax(logits.to(compute_dtype(logits.dtype)), dim=1)
+        ce = masked_reduction(
+            -log_p.gather(1, known_or_zero(target).unsqueeze(1)).squeeze(1),
+            is_known(target),
+            "none",
+        )
+        oe = masked_reduction(-log_p.mean(dim=1), is_unknown(target), "none")
         return {"ce": ce, "oe": oe}
 
     def forward(self, logits: Tensor, target: Tensor) -> Tensor:

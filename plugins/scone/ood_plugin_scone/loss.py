@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.arguments import check_real
-from ood_core.functional import cross_entropy
+from ood_core.functional import cross_entropy, nll_and_logsumexp
 from ood_core.labels import is_known, is_unknown
 from ood_core.reduction import compute_dtype, masked_mean
 from ood_core.validation import check_batch, check_float, check_target, check_tensor, fail
@@ -190,14 +190,14 @@ class EnergyMarginLoss(nn.Module):
         dtype = compute_dtype(logits.dtype)
         x = logits.to(dtype)
         known, unknown = is_known(targets), is_unknown(targets)
-        lse = torch.logsumexp(x, dim=1)
+        nll, lse = nll_and_logsumexp(x, targets)
         # one head evaluation: outliers are shifted by the margin before the head
         shifted = torch.where(unknown, lse - self.eta.to(dtype), lse)
         z = head_logit(owner, self._head(logistic_regression), shifted, dtype)
         return {
             "energy_in": masked_mean(torch.sigmoid(z), known),
             "energy_out": masked_mean(torch.sigmoid(-z), unknown),
-            "ce": cross_entropy(x, targets, reduction="mean"),
+            "ce": masked_mean(nll, known),
         }
 
     def forward(
