@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from oodx.errors import UserError
+from oodx.inputs import load_inputs
 
 _EXISTING = click.Path(exists=True, path_type=Path)
 
@@ -23,10 +24,7 @@ def _set_name(path: Path, taken: set[str]) -> str:
 
 
 def _scores(runner: Any, path: Path, batch_size: int) -> dict[str, Any]:
-    # input loading is shared with `oodx score`: .npy/.npz arrays or folders of images
-    from oodx.commands.export import _load_inputs
-
-    data, _ = _load_inputs(path, runner.input_shape)
+    data, _ = load_inputs(path, runner.input_shape)
     if len(data) == 0:
         raise UserError(f"{path} holds no inputs")
     try:

@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from oodx.errors import UserError
+from oodx.inputs import load_inputs
 
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 _CPU_HINT = "pip install ood-exporter-onnx[cpu]   (or [gpu] for the CUDA build, not both)"
 
 
@@ -188,71 +188,6 @@ def export(
 # score
 
 
-def _load_images(folder: Path, shape: list[Any]) -> tuple[Any, list[str]]:
-    import numpy as np
-
-    try:
-        from PIL import Image
-    except ImportError:
-        raise UserError(
-            "reading a folder of images needs Pillow, which is not installed",
-            hint="pip install pillow   (or pass the inputs as a .npy array)",
-        ) from None
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
-    if not files:
-        raise UserError(
-            f"{folder} has no images ({', '.join(sorted(_IMAGE_SUFFIXES))})",
-            hint="pass a folder of images or a .npy array of inputs",
-        )
-    if len(shape) != 4 or not all(isinstance(s, int) for s in shape[1:]):
-        raise UserError(
-            f"the model's input shape {shape} is not an image batch (N, C, H, W); "
-            "pass the inputs as a .npy array"
-        )
-    channels, height, width = shape[1:]
-    if channels not in (1, 3):
-        raise UserError(
-            f"the model takes {channels} channels; images give 1 or 3. Use a .npy array."
-        )
-    mode = "L" if channels == 1 else "RGB"
-    arrays = []
-    for path in files:
-        try:
-            with Image.open(path) as img:
-                img = img.convert(mode).resize((width, height))
-                arr = np.asarray(img, dtype=np.float32) / 255.0
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds of errors
-            raise UserError(f"cannot read image {path}: {exc}") from None
-        arrays.append(arr[None] if channels == 1 else arr.transpose(2, 0, 1))
-    return np.stack(arrays), [p.name for p in files]
-
-
-def _load_inputs(path: Path, shape: list[Any]) -> tuple[Any, list[str]]:
-    import numpy as np
-
-    if path.is_dir():
-        return _load_images(path, shape)
-    if path.suffix.lower() not in (".npy", ".npz"):
-        raise UserError(
-            f"cannot read inputs from {path}: give a .npy array (N, ...) or a folder of images"
-        )
-    try:
-        data = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise UserError(f"cannot read {path}: {exc}") from None
-    if hasattr(data, "files"):
-        if not data.files:
-            raise UserError(f"{path} holds no arrays")
-        data = data[data.files[0]]
-    expected = [s if isinstance(s, int) else None for s in shape]
-    if data.ndim != len(expected) or any(
-        e is not None and e != d for e, d in zip(expected[1:], data.shape[1:])
-    ):
-        shown = ["N" if e is None else e for e in expected]
-        raise UserError(f"inputs in {path} have shape {data.shape}; the model takes {shown}")
-    return data, [str(i) for i in range(data.shape[0])]
-
-
 @click.command(
     "score",
     epilog="""\b
@@ -303,7 +238,7 @@ def score(
             runner = OnnxModel(model, device=device, require_gpu=require_gpu)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        data, names = _load_inputs(inputs, runner.input_shape)
+        data, names = load_inputs(inputs, runner.input_shape)
         n = data.shape[0]
         starts = range(0, n, batch_size)
         parts: list[dict[str, Any]] = []
