@@ -170,6 +170,15 @@ def _vos_synthesis(size: Size) -> tuple[dict, dict]:
     return ours, copy.deepcopy(ours)
 
 
+def _vos_synthesis_filling(size: Size) -> tuple[dict, dict]:
+    ours, _ = _vos_modules(size)
+    # queues long enough that no timed call fills them (about 4 ID samples per class per call)
+    ours.update(
+        fc=nn.Linear(size.dim, size.classes), sample_number=1000, select=1, sample_from=1000
+    )
+    return ours, copy.deepcopy(ours)
+
+
 def _fill_vos_queues(pair: Pair, size: Size, device: str) -> None:
     """Fill both sides' class queues (same features), so that every timed call synthesises."""
     n = pair.ours.sample_number
@@ -204,6 +213,11 @@ SPECS: list[Spec] = [
         "vos-synthesis", "VirtualOutlierSynthesizingRegLoss", logits_features_target,
         build=_vos_synthesis, prepare=_fill_vos_queues,
         note="sample_number=16, sample_from=1000, select=1, queues full",
+    ),
+    Spec(
+        "vos-synthesis", "VirtualOutlierSynthesizingRegLoss", logits_features_target,
+        build=_vos_synthesis_filling,
+        note="sample_number=1000, sample_from=1000, select=1, queues filling",
     ),
     Spec("mchad", "MCHADLoss", dist_target, kwargs=lambda s: {"n_classes": s.classes, "n_dim": s.dim, "radius": 1.0, "margin": 1.0}),
     Spec("center", "CenterLoss", dist_target, kwargs=lambda s: {"n_classes": s.classes, "n_dim": s.dim}),

@@ -150,7 +150,7 @@ def load_data(args: argparse.Namespace) -> Data:
 
 
 # ----------------------------------------------------------------------------- model
-def make_net(n_logits: int, emb_dim: int) -> Any:
+def make_net(n_logits: int, emb_dim: int, emb_batchnorm: bool = False) -> Any:
     from torch import nn
 
     class Net(nn.Module):
@@ -165,7 +165,9 @@ def make_net(n_logits: int, emb_dim: int) -> Any:
                 nn.Flatten(), nn.Linear(16 * 7 * 7, 64), nn.ReLU(),
             )  # fmt: skip
             self.fc = nn.Linear(64, n_logits)
-            self.emb = nn.Linear(64, emb_dim)
+            self.emb: nn.Module = nn.Linear(64, emb_dim)
+            if emb_batchnorm:  # II: the authors batch-normalise the embedding layer
+                self.emb = nn.Sequential(self.emb, nn.BatchNorm1d(emb_dim))
 
         def forward(self, x: Any) -> dict[str, Any]:
             h = self.body(x)
@@ -197,6 +199,7 @@ class Method:
     emb_dim: int = 16
     emb: str = "embedding"  # which model output an "embedding" scorer reads
     feed: Callable[[Any, dict, Any, int], Any] | None = None  # (loss, out, y, C) -> loss value
+    emb_batchnorm: bool = False  # a BatchNorm1d after the embedding head
 
 
 def _feed_logits(loss: Any, out: dict, y: Any, c: int) -> Any:
@@ -288,7 +291,7 @@ METHODS: list[Method] = [
            emb="features", feed=_center_feed),
     Method("ii", "IILoss", False, lambda c, m: {"n_classes": c, "n_embedding": 16},
            _min_dist, "min squared distance to the running centres",
-           feed=lambda loss, out, y, c: loss(out["embedding"], y)),
+           feed=lambda loss, out, y, c: loss(out["embedding"], y), emb_batchnorm=True),
     Method("confidence", "ConfidenceLoss", False, lambda c, m: {},
            lambda loss, out: (torch_sigmoid(-out["logits"][:, -1]), _argmax(out, -1)),
            "1 - confidence = sigmoid(-z)", extra_logits=1, feed=_confidence_feed),
@@ -336,7 +339,7 @@ def run_one(method_name: str, impl: str, seed: int, steps: int, batch: int) -> d
     n_classes = 10
     start = time.perf_counter()
     torch.manual_seed(seed)
-    model = make_net(n_classes + method.extra_logits, method.emb_dim)
+    model = make_net(n_classes + method.extra_logits, method.emb_dim, method.emb_batchnorm)
     torch.manual_seed(seed + 1)
     kwargs = method.kwargs(n_classes, model)
     theirs = getattr(pytorch_ood_losses(), method.cls)(**kwargs)

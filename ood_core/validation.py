@@ -49,6 +49,16 @@ def value_checks_enabled(x: Tensor) -> bool:
     return mode == "always" or device == "cpu"
 
 
+def host_reads_allowed(x: Tensor) -> bool:
+    """Whether reading values of ``x`` on the host costs no unwanted synchronisation now.
+
+    The same condition as the value checks: eager mode on the CPU by default (or wherever the
+    checks are switched on). Losses use it for shortcuts that branch on tensor values; the
+    mask-based path, which compiles and never syncs, runs everywhere else.
+    """
+    return value_checks_enabled(x)
+
+
 def _is_fake(x: Tensor) -> bool:
     # plain tensors answer without the import (the common eager case)
     if type(x) is Tensor or type(x) is torch.nn.Parameter:

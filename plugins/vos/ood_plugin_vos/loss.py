@@ -11,7 +11,13 @@ from torch.nn import functional as F
 from ood_core.functional import cross_entropy
 from ood_core.labels import is_known, known_or_zero
 from ood_core.reduction import Reduction, check_reduction, compute_dtype
-from ood_core.validation import check_float, check_target, check_tensor, fail
+from ood_core.validation import (
+    check_float,
+    check_target,
+    check_tensor,
+    fail,
+    host_reads_allowed,
+)
 from ood_plugin_vos.functional import weighted_energy
 from ood_plugin_vos.scorer import WeightedEnergyScore
 
@@ -201,8 +207,10 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
     (``queue_counts``) are persistent buffers, so a resumed run keeps them (0.4.0 loses them on
     save/load; its state dicts load here with empty queues); queue updates and sampling use
     masks and fixed shapes (no Python loops over samples, no ``.item()``), so forward compiles
-    with ``fullgraph=True``, and sampling runs every step with its result masked until the
-    queues were full (same distribution, different random stream); outliers are ignored by a
+    with ``fullgraph=True``, and, compiled or on a GPU, sampling runs every step with its result
+    masked until the queues were full (same distribution, different random stream; in eager
+    mode on the CPU, where reading the fill level costs nothing, sampling is skipped while the
+    queues fill, with the same loss and gradients); outliers are ignored by a
     mask instead of being dropped, so ``reduction="none"`` keeps shape ``(B,)`` with zeros at
     outliers; the weighted energy is the stable shared function of :class:`VOSRegLoss`; if the
     Cholesky factorisation fails the diagonal of ``Sigma`` is used instead of raising;
@@ -310,6 +318,7 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
 
         While some queue is not full, each class queue is filled up and further samples of a full
         class are dropped; once all are full, each new sample pushes out its class's oldest one.
+        Queues stay oldest-first, as in pytorch-ood 0.4.0.
         """
         queues, counts = self.data_dict, self.queue_counts
         k, s, d = queues.shape
@@ -325,6 +334,12 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         full = (counts >= s).all()
         pos_fill = counts[cls] + rank
         valid = known & (full | (pos_fill < s))
+        if host_reads_allowed(counts) and not bool(full):
+            # eager on the CPU while filling: write the new rows in place, O(B D) instead of
+            # rebuilding all K x S x D queues (positions of valid rows are distinct)
+            queues[cls[valid], pos_fill[valid]] = feats[valid]
+            counts.copy_((counts + new).clamp_max(s))
+            return
         pos = torch.where(full, s + rank, pos_fill)
         pos = torch.where(valid, pos, torch.full_like(pos, s + b))  # spare slot, discarded
         extended = torch.cat([queues, queues.new_zeros(k, b + 1, d)], dim=1)
@@ -386,6 +401,11 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         were_full = self.queues_full()
         self.update_queues(features, y)
         e_id = self.energy(logits)
+        if host_reads_allowed(logits) and not bool(were_full):
+            # eager on the CPU while the queues fill: the virtual outliers would be discarded,
+            # so skip sampling them (on a GPU this test would be a sync; the masked path runs)
+            reg = self._logistic_loss(e_id, torch.where(known, 1, -1)) * 0.0
+            return cross_entropy(logits, y, self.reduction) + self.alpha * reg
         virtual = self.sample_virtual_outliers().to(e_id.dtype)
         e_virtual = self.energy(_apply_head(self.fc, virtual))
         labels = torch.cat(

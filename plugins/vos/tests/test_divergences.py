@@ -257,3 +257,49 @@ def test_checkpoint_round_trip_keeps_weights_and_queues(tmp_path, synthesis):
     assert type(rebuilt) is type(loss)
     for key, value in loss.state_dict().items():
         torch.testing.assert_close(rebuilt.state_dict()[key], value)
+
+
+def test_cpu_eager_skips_sampling_while_filling_with_the_same_loss_and_gradients(monkeypatch):
+    """The eager CPU shortcut (no synthesis while the queues fill) equals the masked path."""
+    from ood_core.validation import set_value_checks
+
+    def build():
+        torch.manual_seed(0)
+        return VirtualOutlierSynthesizingRegLoss(
+            num_classes=3, num_features=4, sample_number=50, sample_from=8
+        )
+
+    shortcut, masked = build(), build()
+    calls = {"n": 0}
+    original = VirtualOutlierSynthesizingRegLoss.sample_virtual_outliers
+
+    def counting(self):
+        calls["n"] += 1
+        return original(self)
+
+    monkeypatch.setattr(VirtualOutlierSynthesizingRegLoss, "sample_virtual_outliers", counting)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(3):  # 3 x 6 samples never fill 3 queues of 50
+        y = torch.randint(-1, 3, (6,), generator=g)
+        x, f = torch.randn(6, 3, generator=g), torch.randn(6, 4, generator=g)
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        before = calls["n"]
+        a = shortcut(xa, f, y)
+        assert calls["n"] == before  # no sampling on the eager CPU path
+        set_value_checks("never")  # the path a GPU or a compiled graph takes
+        try:
+            b = masked(xb, f, y)
+        finally:
+            set_value_checks("auto")
+        assert calls["n"] == before + 1
+        torch.testing.assert_close(a, b)
+        a.backward()
+        b.backward()
+        torch.testing.assert_close(xa.grad, xb.grad)
+        for pa, pb in zip(shortcut.parameters(), masked.parameters()):
+            ga = torch.zeros_like(pa) if pa.grad is None else pa.grad
+            gb = torch.zeros_like(pb) if pb.grad is None else pb.grad
+            torch.testing.assert_close(ga, gb)
+        assert torch.equal(shortcut.data_dict, masked.data_dict)
+        assert torch.equal(shortcut.queue_counts, masked.queue_counts)
+    assert not bool(shortcut.queues_full())
