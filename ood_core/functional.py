@@ -35,10 +35,9 @@ def nll_and_logsumexp(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 
         lse = m + log sum_c exp(z_c)        nll = log sum_c exp(z_c) - z_y   (0 where y < 0)
 
-    For losses that need both (energy regulariser, outlier exposure, SCONE): one ``logsumexp``
-    instead of a log-softmax plus a ``logsumexp``, about twice as fast on segmentation inputs,
-    with ``nll`` as precise near 0 as a log-softmax (the shift makes ``z_y = 0`` for the top
-    class). ``(B, C[, H, W])`` and ``(B[, H, W])`` give two ``(B[, H, W])`` tensors, computed in
+    For losses that need both (the energy regulariser, SCONE): one ``logsumexp`` pass instead
+    of a log-softmax plus a ``logsumexp``, with ``nll`` as precise near 0 as a log-softmax (the
+    shift makes ``z_y = 0`` for the top class). ``(B, C[, H, W])`` and ``(B[, H, W])`` give two ``(B[, H, W])`` tensors, computed in
     at least fp32.
     """
     x = logits.to(compute_dtype(logits.dtype))

@@ -18,16 +18,6 @@ from ood_core.reduction import (
 from ood_core.validation import check_classification, fail
 
 
-def uniform_cross_entropy(logits: Tensor) -> Tensor:
-    """Cross-entropy from the softmax over dim 1 to the uniform distribution, per entry.
-
-    ``H(U, p) = -(1/C) sum_c log p_c = logsumexp_c(x_c) - mean_c(x_c)`` with
-    ``p = softmax(x)``; ``(B, C[, H, W])`` gives ``(B[, H, W])``. Computed in at least fp32.
-    """
-    x = logits.to(compute_dtype(logits.dtype))
-    return torch.logsumexp(x, dim=1) - x.mean(dim=1)
-
-
 class OutlierExposureLoss(nn.Module):
     """Outlier Exposure: cross-entropy on ID data, uniform-posterior cross-entropy on outliers.
 
