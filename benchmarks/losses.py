@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import statistics
 import sys
 import time
@@ -164,17 +165,13 @@ def _vos_modules(size: Size) -> tuple[dict, dict]:
     return ours, copy.deepcopy(ours)
 
 
-def _vos_synthesis(size: Size) -> tuple[dict, dict]:
+def _vos_synthesis(size: Size, sample_number: int = 16) -> tuple[dict, dict]:
     ours, _ = _vos_modules(size)
-    ours.update(fc=nn.Linear(size.dim, size.classes), sample_number=16, select=1, sample_from=1000)
-    return ours, copy.deepcopy(ours)
-
-
-def _vos_synthesis_filling(size: Size) -> tuple[dict, dict]:
-    ours, _ = _vos_modules(size)
-    # queues long enough that no timed call fills them (about 4 ID samples per class per call)
     ours.update(
-        fc=nn.Linear(size.dim, size.classes), sample_number=1000, select=1, sample_from=1000
+        fc=nn.Linear(size.dim, size.classes),
+        sample_number=sample_number,
+        select=1,
+        sample_from=1000,
     )
     return ours, copy.deepcopy(ours)
 
@@ -216,7 +213,8 @@ SPECS: list[Spec] = [
     ),
     Spec(
         "vos-synthesis", "VirtualOutlierSynthesizingRegLoss", logits_features_target,
-        build=_vos_synthesis_filling,
+        # queues long enough that no timed call fills them (~4 ID samples per class per call)
+        build=functools.partial(_vos_synthesis, sample_number=1000),
         note="sample_number=1000, sample_from=1000, select=1, queues filling",
     ),
     Spec("mchad", "MCHADLoss", dist_target, kwargs=lambda s: {"n_classes": s.classes, "n_dim": s.dim, "radius": 1.0, "margin": 1.0}),

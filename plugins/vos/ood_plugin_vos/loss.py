@@ -334,11 +334,12 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         full = (counts >= s).all()
         pos_fill = counts[cls] + rank
         valid = known & (full | (pos_fill < s))
+        filled = (counts + new).clamp_max(s)  # fill levels after this batch, while filling
         if host_reads_allowed(counts) and not bool(full):
             # eager on the CPU while filling: write the new rows in place, O(B D) instead of
             # rebuilding all K x S x D queues (positions of valid rows are distinct)
             queues[cls[valid], pos_fill[valid]] = feats[valid]
-            counts.copy_((counts + new).clamp_max(s))
+            counts.copy_(filled)
             return
         pos = torch.where(full, s + rank, pos_fill)
         pos = torch.where(valid, pos, torch.full_like(pos, s + b))  # spare slot, discarded
@@ -347,7 +348,7 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         shift = new[:, None] + torch.arange(s, device=queues.device)[None, :]
         shifted = extended.gather(1, shift[:, :, None].expand(k, s, d))
         queues.copy_(torch.where(full, shifted, extended[:, :s]))
-        counts.copy_(torch.where(full, counts, (counts + new).clamp_max(s)))
+        counts.copy_(torch.where(full, counts, filled))
 
     # -- sampling ------------------------------------------------------------------------------
 
