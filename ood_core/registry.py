@@ -6,6 +6,12 @@ its hooks with a ``register`` callback. Registrations hold metadata and a lazy `
 target, so nothing here imports torch or a method's code. Every fault is confined to the plugin
 that caused it: it is recorded on that plugin's :class:`PluginInfo` and the plugin (or just the
 faulty registration) is skipped.
+
+Names belong to no plugin in particular: a name (or alias) that two distributions register is a
+*clash*; it is refused (:class:`NameClashError`) until all but one of them are disabled, so that
+no plugin can take over another's name by sorting first. Built-in names are reserved. Plugin code
+(import, hooks, targets) may raise anything but ``KeyboardInterrupt`` and only that plugin fails;
+a plugin slower to load than ``OODX_PLUGIN_IMPORT_BUDGET`` seconds is reported with a warning.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import importlib
 import os
 import re
 import threading
+import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -24,13 +32,53 @@ from typing import Any, ClassVar
 import pluggy
 
 from ood_core import hookspecs as _hookspec
-from ood_core.errors import PluginLoadError, RegistrationError, UnknownNameError
+from ood_core.errors import OODXError, PluginLoadError, RegistrationError, UnknownNameError
 
 BUILTIN_PLUGIN = "builtin"
 TASKS = ("classification", "segmentation")
 MODEL_OUTPUTS = ("logits", "embedding", "features")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*$")
-_TARGET_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+#: names and aliases: ASCII lowercase words joined by '-', matched whole (``fullmatch``: no
+#: trailing newline, space or look-alike character gets through)
+_NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+MAX_NAME_LENGTH = 64
+_TARGET_RE = re.compile(r"[A-Za-z_]\w*(?:\.\w+)*:[A-Za-z_]\w*(?:\.\w+)*")
+#: seconds a plugin may take to load (import plus hooks) before a warning; env overrides
+DEFAULT_IMPORT_BUDGET = 0.5
+_BUDGET_ENV = "OODX_PLUGIN_IMPORT_BUDGET"
+_clock: Callable[[], float] = time.perf_counter  # tests replace it with a fake clock
+
+
+def is_valid_name(name: object) -> bool:
+    """Whether ``name`` may be registered: lowercase ASCII words joined by '-', at most 64 chars."""
+    return isinstance(name, str) and len(name) <= MAX_NAME_LENGTH and bool(_NAME_RE.fullmatch(name))
+
+
+class NameClashError(OODXError, LookupError):
+    """A name is registered by more than one distribution, so it resolves to none of them."""
+
+    def __init__(self, kind: str, name: str, claims: tuple[_Info, ...]) -> None:
+        self.kind, self.name, self.claims = kind, name, claims
+        who = " and ".join(
+            f"{c.distribution} (plugin {c.plugin!r})" if c.distribution else f"plugin {c.plugin!r}"
+            for c in claims
+        )
+        picks = "; ".join(
+            f"OODX_DISABLE_PLUGINS={','.join(o.plugin for o in claims if o is not c)} keeps "
+            f"the one from {_where(c)}"
+            for c in claims
+        )
+        super().__init__(
+            f"{kind} {name!r} is registered by more than one distribution: {who}. oodx does not "
+            f"pick one for you. Disable the others: {picks} (or uninstall one; `oodx plugins` "
+            "lists the clash)."
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class SlowPluginWarning(UserWarning):
+    """A plugin took longer to load than the import budget (``OODX_PLUGIN_IMPORT_BUDGET``)."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -139,13 +187,13 @@ def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
         raise RegistrationError(f"{kind} registration is missing required field(s) {missing}")
     values = dict(fields)
     name = values["name"]
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not is_valid_name(name):
         raise RegistrationError(
-            f"{kind} name must be lowercase letters, digits and '-' (like 'outlier-exposure'), "
-            f"got {name!r}"
+            f"{kind} name must be lowercase ASCII letters, digits and '-' (like "
+            f"'outlier-exposure', at most {MAX_NAME_LENGTH} characters), got {name!r}"
         )
     target = values["target"]
-    if not isinstance(target, str) or not _TARGET_RE.match(target):
+    if not isinstance(target, str) or not _TARGET_RE.fullmatch(target):
         raise RegistrationError(
             f"{kind} {name!r}: target must be a lazy reference 'package.module:Attribute', "
             f"got {target!r}"
@@ -166,7 +214,7 @@ def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
         if key in values:
             values[key] = _as_str_tuple(values[key], key)
     for alias in values.get("aliases", ()):
-        if not _NAME_RE.match(alias):
+        if not is_valid_name(alias):
             raise RegistrationError(f"{kind} {name!r}: alias {alias!r} is not a valid name")
     if "tasks" in values:
         bad = [t for t in values["tasks"] if t not in TASKS]
@@ -182,7 +230,7 @@ def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
     if kind == "loss":
         if not values["inputs"]:
             raise RegistrationError(f"loss {name!r}: inputs must name forward's arguments")
-        if values["scorer"] and not _NAME_RE.match(values["scorer"]):
+        if values["scorer"] and not is_valid_name(values["scorer"]):
             raise RegistrationError(f"loss {name!r}: scorer {values['scorer']!r} is not a name")
     return cls(**values)
 
@@ -195,9 +243,12 @@ def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
 class PluginInfo:
     """One plugin as discovered: where it came from, its status and what it registered.
 
-    ``status`` is ``ok``, ``partial`` (loaded, some registrations rejected), ``error`` (nothing
-    registered), ``incompatible`` (targets another plugin API), ``disabled`` (by
-    ``OODX_DISABLE_PLUGINS``/``OODX_PLUGINS``).
+    ``status`` is ``ok``, ``partial`` (loaded, some registrations rejected or clashing), ``error``
+    (nothing registered), ``incompatible`` (targets another plugin API), ``disabled`` (by
+    ``OODX_DISABLE_PLUGINS``/``OODX_PLUGINS``). ``name`` is unique: a second distribution using
+    an entry-point name already taken is listed as ``name@distribution``. ``import_seconds`` and
+    ``hook_seconds`` are how long importing its entry-point module and calling its hooks took
+    (``None`` when not loaded); ``clashes`` lists its names that another distribution registers too.
     """
 
     name: str
@@ -207,9 +258,13 @@ class PluginInfo:
     api: int | None = None
     status: str = "ok"
     errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     registered: dict[str, list[str]] = field(
         default_factory=lambda: {"loss": [], "scorer": [], "exporter": []}
     )
+    clashes: list[dict[str, Any]] = field(default_factory=list)
+    import_seconds: float | None = None
+    hook_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -229,6 +284,7 @@ class _Candidate:
     distribution: str = ""
     version: str = ""
     module: str = ""
+    builtin: bool = False
 
 
 def _env_names(var: str) -> set[str] | None:
@@ -236,6 +292,48 @@ def _env_names(var: str) -> set[str] | None:
     if raw is None:
         return None
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def _norm_dist(name: str) -> str:
+    """Distribution name normalised as pip compares them (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _selected(info: PluginInfo, names: set[str]) -> bool:
+    """Whether an ``OODX_(DISABLE_)PLUGINS`` list names this plugin (its key or distribution)."""
+    dists = {_norm_dist(n) for n in names}
+    return info.name in names or bool(info.distribution and _norm_dist(info.distribution) in dists)
+
+
+def _where(item: _Info) -> str:
+    return item.distribution or item.plugin
+
+
+def _claimants(claims: Iterable[_Info]) -> list[dict[str, str]]:
+    return [{"plugin": c.plugin, "distribution": c.distribution} for c in claims]
+
+
+def _import_budget() -> float:
+    """Seconds from ``OODX_PLUGIN_IMPORT_BUDGET`` (a non-negative number; ``inf`` never warns)."""
+    raw = os.environ.get(_BUDGET_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_IMPORT_BUDGET
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # NaN and negative values too
+        _warn(
+            f"{_BUDGET_ENV} must be a number of seconds >= 0 (or 'inf'), got {raw!r}; "
+            f"using {DEFAULT_IMPORT_BUDGET}"
+        )
+        return DEFAULT_IMPORT_BUDGET
+    return value
+
+
+def _warn(message: str) -> None:
+    # an explicit '<oodx>' location: the warning prints as one line with no source line under it
+    warnings.warn_explicit(message, SlowPluginWarning, filename="<oodx>", lineno=0)
 
 
 def _entry_point_candidates() -> list[_Candidate]:
@@ -271,6 +369,7 @@ def _builtin_candidate() -> _Candidate:
         distribution="ood-core",
         version=__version__,
         module="ood_core.builtin.plugin",
+        builtin=True,
     )
 
 
@@ -286,6 +385,11 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self._items: dict[str, dict[str, _Info]] = {k: {} for k in INFO_TYPES}
         self._aliases: dict[str, dict[str, str]] = {k: {} for k in INFO_TYPES}
+        #: kind -> name or alias -> the registrations (one per distribution) that claim it
+        self._claims: dict[str, dict[str, list[_Info]]] = {k: {} for k in INFO_TYPES}
+        self._accepted: list[_Info] = []
+        #: kind -> name -> the registrations of different distributions that all claim it
+        self.clashes: dict[str, dict[str, tuple[_Info, ...]]] = {k: {} for k in INFO_TYPES}
         self._resolved: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.pm = pluggy.PluginManager(_hookspec.PROJECT_NAME)
@@ -309,7 +413,7 @@ class Registry:
         """Registry of the built-in plugin plus the given ``(name, module_or_object)`` pairs.
 
         Meant for tests and embedding; the objects go through exactly the checks that
-        entry-point plugins go through.
+        entry-point plugins go through. Without a distribution, each plugin counts as its own.
         """
         items = plugins.items() if isinstance(plugins, Mapping) else plugins
         candidates = [_builtin_candidate()] if builtin else []
@@ -322,83 +426,65 @@ class Registry:
         return reg
 
     def _load_all(self, candidates: list[_Candidate]) -> None:
-        allow = _env_names("OODX_PLUGINS")
-        deny = _env_names("OODX_DISABLE_PLUGINS") or set()
-        loaded: list[tuple[PluginInfo, Any]] = []
+        loaded: list[PluginInfo] = []
         for cand in candidates:
-            info = PluginInfo(
-                name=cand.name,
-                distribution=cand.distribution,
-                version=cand.version,
-                module=cand.module,
-            )
-            if cand.name in self.plugins:
-                first = self.plugins[cand.name]
-                info.status = "error"
-                info.errors.append(
-                    f"plugin name {cand.name!r} is already used by distribution "
-                    f"{first.distribution or first.module!r}; this one is skipped"
-                )
-                self.plugins[f"{cand.name}@{cand.distribution or cand.module}"] = info
+            info = self._admit(cand)
+            if info.status == "disabled":
                 continue
-            self.plugins[cand.name] = info
-            if cand.name != BUILTIN_PLUGIN:
-                names = {cand.name, cand.distribution}
-                if names & deny:
-                    info.status = "disabled"
-                    info.errors.append("disabled by OODX_DISABLE_PLUGINS")
-                    continue
-                if allow is not None and not names & allow:
-                    info.status = "disabled"
-                    info.errors.append("not listed in OODX_PLUGINS")
-                    continue
+            start = _clock()
             obj = self._import_plugin(info, cand)
+            info.import_seconds = _clock() - start
             if obj is not None:
-                loaded.append((info, obj))
+                loaded.append(info)
         for hook_name in _hookspec.HOOK_NAMES:
-            for info, _obj in loaded:
+            for info in loaded:
                 if info.status in ("ok", "partial"):
+                    start = _clock()
                     self._call_hook(info, hook_name)
+                    info.hook_seconds += _clock() - start
+        self._settle()
+        self._check_budget()
+
+    def _admit(self, cand: _Candidate) -> PluginInfo:
+        """The plugin's record under a unique name, ``disabled`` if the environment says so."""
+        key = cand.name
+        if key in self.plugins or (key == BUILTIN_PLUGIN and not cand.builtin):
+            key = f"{cand.name}@{cand.distribution or cand.module}"
+        info = PluginInfo(
+            name=key, distribution=cand.distribution, version=cand.version, module=cand.module
+        )
+        self.plugins[key] = info
+        if cand.builtin:
+            return info
+        allow = _env_names("OODX_PLUGINS")
+        if _selected(info, _env_names("OODX_DISABLE_PLUGINS") or set()):
+            info.status = "disabled"
+            info.errors.append("disabled by OODX_DISABLE_PLUGINS")
+        elif allow is not None and not _selected(info, allow):
+            info.status = "disabled"
+            info.errors.append("not listed in OODX_PLUGINS")
+        return info
 
     def _import_plugin(self, info: PluginInfo, cand: _Candidate) -> Any | None:
         try:
             obj = cand.load()
-        except (Exception, SystemExit) as exc:  # a plugin may raise anything at import
+            api = None if cand.builtin else getattr(obj, "OODX_PLUGIN_API", None)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - SystemExit, GeneratorExit, anything
             info._fail(f"failed to import {cand.module or cand.name}: {_describe(exc)}", fatal=True)
             return None
         if not info.module:
             info.module = getattr(obj, "__name__", type(obj).__name__)
-        if cand.name != BUILTIN_PLUGIN:
-            api = getattr(obj, "OODX_PLUGIN_API", None)
-            info.api = api if isinstance(api, int) else None
-            if api is None:
-                info.status = "incompatible"
-                info.errors.append(
-                    f"{info.module} does not declare the plugin API it targets; add "
-                    f"'OODX_PLUGIN_API = {_hookspec.PLUGIN_API_VERSION}' to it"
-                )
-                return None
-            if api != _hookspec.PLUGIN_API_VERSION:
-                info.status = "incompatible"
-                from ood_core import __version__
-
-                if isinstance(api, int) and api > _hookspec.PLUGIN_API_VERSION:
-                    advice = (
-                        f"upgrade ood-core (pip install -U ood-core; {__version__} is installed)"
-                    )
-                else:
-                    advice = f"upgrade {info.distribution or info.name} to a release for API "
-                    advice += f"{_hookspec.PLUGIN_API_VERSION}"
-                info.errors.append(
-                    f"targets oodx plugin API {api!r} but ood-core {__version__} provides API "
-                    f"{_hookspec.PLUGIN_API_VERSION}: {advice}"
-                )
-                return None
-        else:
+        if cand.builtin:
             info.api = _hookspec.PLUGIN_API_VERSION
+        elif not self._api_compatible(info, api):
+            return None
         try:
             self.pm.register(obj, name=info.name)
-        except Exception as exc:  # pluggy validation: wrong hook arguments and the like
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - pluggy validation, or the object's getattr
             info._fail(f"invalid hook implementation: {_describe(exc)}", fatal=True)
             return None
         unknown = [hc.name for hc in self.pm.get_hookcallers(obj) or [] if hc.spec is None]
@@ -413,6 +499,31 @@ class Registry:
             return None
         return obj
 
+    def _api_compatible(self, info: PluginInfo, api: Any) -> bool:
+        info.api = api if isinstance(api, int) else None
+        if api is None:
+            info.status = "incompatible"
+            info.errors.append(
+                f"{info.module} does not declare the plugin API it targets; add "
+                f"'OODX_PLUGIN_API = {_hookspec.PLUGIN_API_VERSION}' to it"
+            )
+            return False
+        if api == _hookspec.PLUGIN_API_VERSION:
+            return True
+        info.status = "incompatible"
+        from ood_core import __version__
+
+        if isinstance(api, int) and api > _hookspec.PLUGIN_API_VERSION:
+            advice = f"upgrade ood-core (pip install -U ood-core; {__version__} is installed)"
+        else:
+            advice = f"upgrade {info.distribution or info.name} to a release for API "
+            advice += f"{_hookspec.PLUGIN_API_VERSION}"
+        info.errors.append(
+            f"targets oodx plugin API {api!r} but ood-core {__version__} provides API "
+            f"{_hookspec.PLUGIN_API_VERSION}: {advice}"
+        )
+        return False
+
     def _call_hook(self, info: PluginInfo, hook_name: str) -> None:
         kind = _HOOK_KIND[hook_name]
         impls = [
@@ -424,8 +535,11 @@ class Registry:
             return
         pending: list[_Info] = []
         rejected: list[str] = []
+        open_ = [True]
 
         def register(*args: Any, **fields: Any) -> None:
+            if not open_[0]:
+                raise RuntimeError(f"register() of {hook_name} called after the hook returned")
             if args:
                 names = ("name", "target")
                 if len(args) > len(names):
@@ -445,40 +559,87 @@ class Registry:
                 )
             )
 
-        for impl in impls:
-            kwargs = {"register": register}
-            try:
-                impl.function(*[kwargs[arg] for arg in impl.argnames])
-            except Exception as exc:  # a plugin's hook may raise anything
-                info._fail(f"{hook_name} raised {_describe(exc)}", fatal=False)
-                return  # registrations of a failing hook call are dropped as a whole
+        try:
+            for impl in impls:
+                impl.function(*[{"register": register}[arg] for arg in impl.argnames])
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a plugin's hook may raise anything
+            info._fail(f"{hook_name} raised {_describe(exc)}", fatal=False)
+            return  # registrations of a failing hook call are dropped as a whole
+        finally:
+            open_[0] = False
         for message in rejected:
             info._fail(f"{hook_name}: invalid registration: {message}", fatal=False)
         for item in pending:
-            self._add(info, item)
+            self._claim(info, item)
 
-    def _add(self, info: PluginInfo, item: _Info) -> None:
+    def _claim(self, info: PluginInfo, item: _Info) -> None:
+        """Record that ``item`` claims its name and aliases; a duplicate within one distribution,
+        or of a built-in name, is rejected here, a clash between distributions later."""
         kind = item.kind
-        for key in (item.name, *item.aliases):
-            owner = self._owner(kind, key)
-            if owner is not None:
-                info._fail(
-                    f"{kind} {key!r} is already registered by plugin {owner!r}; "
-                    f"the registration from {info.name!r} is skipped",
-                    fatal=False,
-                )
-                return
-        self._items[kind][item.name] = item
-        for alias in item.aliases:
-            self._aliases[kind][alias] = item.name
-        info.registered[kind].append(item.name)
+        keys = tuple(dict.fromkeys((item.name, *item.aliases)))
+        for key in keys:
+            for other in self._claims[kind].get(key, ()):
+                if other.plugin == BUILTIN_PLUGIN or self._dist_key(other) == self._dist_key(item):
+                    reserved = (
+                        " (built-in names are reserved)" if other.plugin == BUILTIN_PLUGIN else ""
+                    )
+                    info._fail(
+                        f"{kind} {key!r} is already registered by plugin {other.plugin!r}"
+                        f"{reserved}; the registration from {info.name!r} is skipped",
+                        fatal=False,
+                    )
+                    return
+        for key in keys:
+            self._claims[kind].setdefault(key, []).append(item)
+        self._accepted.append(item)
 
-    def _owner(self, kind: str, key: str) -> str | None:
-        if key in self._items[kind]:
-            return self._items[kind][key].plugin
-        if key in self._aliases[kind]:
-            return self._items[kind][self._aliases[kind][key]].plugin
-        return None
+    def _dist_key(self, item: _Info) -> str:
+        return _norm_dist(item.distribution) if item.distribution else f"plugin {item.plugin}"
+
+    def _settle(self) -> None:
+        """Register every claimed name that exactly one distribution claims; report the rest."""
+        for kind, claims in self._claims.items():
+            self.clashes[kind] = {k: tuple(v) for k, v in claims.items() if len(v) > 1}
+        for item in self._accepted:
+            clashed = self.clashes[item.kind]
+            if item.name in clashed:
+                continue
+            aliases = tuple(a for a in dict.fromkeys(item.aliases) if a not in clashed)
+            if aliases != item.aliases:
+                item = dataclasses.replace(item, aliases=aliases)
+            self._items[item.kind][item.name] = item
+            for alias in aliases:
+                self._aliases[item.kind][alias] = item.name
+            self.plugins[item.plugin].registered[item.kind].append(item.name)
+        for kind, clashed in self.clashes.items():
+            for key, claims in clashed.items():
+                error = str(NameClashError(kind, key, claims))
+                for item in claims:
+                    plugin = self.plugins[item.plugin]
+                    plugin._fail(error, fatal=False)
+                    plugin.clashes.append(
+                        {"kind": kind, "name": key, "claimed_by": _claimants(claims)}
+                    )
+
+    def _check_budget(self) -> None:
+        budget = None
+        for info in self.plugins.values():
+            if info.import_seconds is None or info.name == BUILTIN_PLUGIN:
+                continue  # the core's own time is reported, not warned about: it cannot be disabled
+            total = info.import_seconds + info.hook_seconds
+            budget = _import_budget() if budget is None else budget
+            if total > budget:
+                message = (
+                    f"plugin {info.name!r} ({info.distribution or info.module}) took "
+                    f"{total:.2f} s to load (import {info.import_seconds:.2f} s, hooks "
+                    f"{info.hook_seconds:.2f} s), over the {budget:g} s budget; every oodx "
+                    f"command waits for it (disable it with OODX_DISABLE_PLUGINS={info.name}, "
+                    f"or raise {_BUDGET_ENV})"
+                )
+                info.warnings.append(message)
+                _warn(message)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -486,11 +647,31 @@ class Registry:
         """Registrations of one kind, sorted by name."""
         return sorted(self._items[kind].values(), key=lambda i: i.name)
 
+    def clash_list(self) -> list[dict[str, Any]]:
+        """Every clash: kind, name and the plugins/distributions that claim it."""
+        return [
+            {
+                "kind": kind,
+                "name": key,
+                "claimed_by": [
+                    {"plugin": c.plugin, "distribution": c.distribution} for c in claims
+                ],
+            }
+            for kind, clashed in self.clashes.items()
+            for key, claims in sorted(clashed.items())
+        ]
+
     def get(self, kind: str, name: str) -> _Info:
-        """The registration called ``name`` (or with that alias); :class:`UnknownNameError` if none."""
+        """The registration called ``name`` (or with that alias).
+
+        :class:`NameClashError` if several distributions register it, :class:`UnknownNameError`
+        if none does.
+        """
         if not isinstance(name, str):
             raise TypeError(f"{kind} name must be a string, got {type(name).__name__}")
         key = name.strip().lower().replace("_", "-")
+        if key in self.clashes[kind]:
+            raise NameClashError(kind, key, self.clashes[kind][key])
         key = self._aliases[kind].get(key, key)
         try:
             return self._items[kind][key]
@@ -521,7 +702,9 @@ class Registry:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-        except Exception as exc:  # noqa: BLE001 - report whatever the plugin raised
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - report whatever the plugin raised
             message = f"{item.kind} {item.name!r}: target {item.target!r} failed to import: {_describe(exc)}"
             plugin = self.plugins.get(item.plugin)
             if plugin is not None and message not in plugin.errors:
@@ -537,7 +720,14 @@ class Registry:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    """``Type: message`` of what a plugin raised, even if its ``__str__`` raises too."""
+    try:
+        text = str(exc)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # noqa: BLE001
+        text = "<exception whose str() fails>"
+    return f"{type(exc).__name__}: {text}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -625,14 +815,17 @@ def list_plugins() -> list[PluginInfo]:
 __all__ = [
     "ExporterInfo",
     "LossInfo",
+    "NameClashError",
     "PluginInfo",
     "Registry",
     "ScorerInfo",
+    "SlowPluginWarning",
     "create_loss",
     "create_scorer",
     "get_exporter",
     "get_info",
     "get_registry",
+    "is_valid_name",
     "list_exporters",
     "list_losses",
     "list_plugins",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -95,12 +96,14 @@ def test_plugins_table_and_json():
     result = invoke("plugins")
     assert result.exit_code == 0, result.output
     header = result.output.splitlines()[0].split()
-    assert header == ["PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "REGISTERS"]
+    assert header == ["PLUGIN", "DISTRIBUTION", "VERSION", "LOAD", "STATUS", "REGISTERS"]
+    assert re.search(r"^builtin\s+ood-core\s+\S+\s+\d+ ms\s+ok\s", result.output, re.M)
     assert "cross-entropy" in result.output
     data = json.loads(invoke("plugins", "--json").output)
     builtin = next(p for p in data if p["name"] == "builtin")
     assert builtin["status"] == "ok" and "cross-entropy" in builtin["registered"]["loss"]
-    assert {"distribution", "version", "errors", "status"} <= set(builtin)
+    assert {"distribution", "version", "errors", "status", "warnings", "clashes"} <= set(builtin)
+    assert isinstance(builtin["import_seconds"], float) and builtin["import_seconds"] >= 0
 
 
 def test_losses_and_scorers():
@@ -108,7 +111,7 @@ def test_losses_and_scorers():
     assert losses.exit_code == 0
     assert losses.output.split()[:6] == ["LOSS", "PLUGIN", "TASKS", "OOD", "DATA", "SCORER"]
     line = next(ln for ln in losses.output.splitlines() if ln.startswith("cross-entropy"))
-    assert "(ce)" in line and "builtin" in line and " no " in line and "msp" in line
+    assert re.search(r"\(ce[,)]", line) and "builtin" in line and " no " in line and "msp" in line
     data = json.loads(invoke("losses", "--json").output)
     names = {d["name"] for d in data}
     assert names == {i.name for i in ood_core.list_losses()}
@@ -261,3 +264,129 @@ def test_main_entry_point_exit_codes(capsys):
         main(["losses", "--json"])
     assert info.value.code == 0
     assert json.loads(capsys.readouterr().out)
+
+
+# --------------------------------------------------------------------------------------------
+# plugins that try to take over or take down: a real entry point on sys.path (a .dist-info
+# folder, no wheel build) beside the installed first-party plugins
+
+HIJACK = """
+from ood_core import hookimpl
+OODX_PLUGIN_API = 1
+
+@hookimpl
+def oodx_register_losses(register):
+    register(name="mchad", target="evil_oodx.hijack:Loss", summary="Not MCHAD.", paper="",
+             tasks=("classification",), uses_ood=False, scorer="msp", inputs=("logits",))
+"""
+EXITS = "raise SystemExit('goodbye')\n"
+
+
+class Goodbye(BaseException):
+    pass
+
+
+@pytest.fixture(scope="module")
+def evil_path(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evil")
+    (root / "evil_oodx").mkdir()
+    (root / "evil_oodx" / "__init__.py").write_text("")
+    (root / "evil_oodx" / "hijack.py").write_text(HIJACK)
+    (root / "evil_oodx" / "exits.py").write_text(EXITS)
+    (root / "evil_oodx" / "custom.py").write_text(
+        "class Goodbye(BaseException): pass\nraise Goodbye('custom')\n"
+    )
+    info = root / "evil_oodx-6.6.6.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: evil-oodx\nVersion: 6.6.6\n")
+    (info / "entry_points.txt").write_text(
+        "[oodx]\naaa-hijack = evil_oodx.hijack\naaa-exit = evil_oodx.exits\n"
+        "aaa-custom = evil_oodx.custom\n"
+    )
+    return str(root)
+
+
+def run_with(evil_path: str, code: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("OODX_")}
+    full.update(env, PYTHONPATH=os.pathsep.join(filter(None, [evil_path, full.get("PYTHONPATH")])))
+    return subprocess.run([PY, "-c", code], capture_output=True, text=True, env=full, timeout=120)
+
+
+def test_plugin_sorting_first_cannot_take_over_a_name(evil_path):
+    code = (
+        "import ood_core\n"
+        "try:\n    ood_core.create_loss('mchad')\n"
+        "except ood_core.NameClashError as exc:\n    print('REFUSED', exc)\n"
+    )
+    proc = run_with(evil_path, code)
+    assert proc.returncode == 0, proc.stderr
+    assert "REFUSED loss 'mchad'" in proc.stdout
+    assert "evil-oodx (plugin 'aaa-hijack')" in proc.stdout
+    assert "ood-plugin-mchad (plugin 'mchad')" in proc.stdout
+    assert "OODX_DISABLE_PLUGINS=aaa-hijack" in proc.stdout
+    # once the hijacker is disabled, the real one resolves (metadata only: no torch needed)
+    code = "import ood_core; print(ood_core.get_info('loss', 'mchad').distribution)"
+    fixed = run_with(evil_path, code, OODX_DISABLE_PLUGINS="aaa-hijack")
+    assert fixed.stdout.strip() == "ood-plugin-mchad", fixed.stderr
+
+
+def test_plugins_listing_reports_clash_and_base_exceptions(evil_path):
+    proc = run_with(evil_path, "from oodx.main import main; main(['plugins'])")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert re.search(r"^aaa-exit\s+evil-oodx\s+6\.6\.6\s+\d+ ms\s+error\s", out, re.M), out
+    assert "failed to import evil_oodx.exits: SystemExit: goodbye" in out
+    assert "failed to import evil_oodx.custom: Goodbye: custom" in out
+    assert re.search(r"^mchad\s+ood-plugin-mchad.*partial", out, re.M), out
+    assert "loss 'mchad' is registered by more than one distribution" in out
+    assert "Traceback" not in proc.stderr
+    data = run_with(evil_path, "from oodx.main import main; main(['plugins', '--json'])")
+    plugins = {p["name"]: p for p in json.loads(data.stdout)}
+    clash = plugins["mchad"]["clashes"][0]
+    assert clash["name"] == "mchad" and {c["distribution"] for c in clash["claimed_by"]} == {
+        "evil-oodx",
+        "ood-plugin-mchad",
+    }
+    assert plugins["aaa-hijack"]["clashes"] == plugins["mchad"]["clashes"]
+    assert plugins["aaa-exit"]["status"] == "error"
+    assert all(isinstance(p["import_seconds"], float) for p in plugins.values())
+
+
+def test_plugins_check_fails_on_a_clash(fake_registry):
+    def toy(register):
+        register(
+            name="toy",
+            target="ood_core.builtin.losses:CrossEntropyLoss",
+            summary="ok",
+            paper="p",
+            tasks=("classification",),
+            uses_ood=False,
+            scorer="msp",
+            inputs=("logits", "target"),
+        )
+
+    fake_registry([("one", _plugin("one", toy)), ("two", _plugin("two", toy))])
+    result = invoke("plugins", "check")
+    assert result.exit_code == 1 and "more than one distribution" in result.output
+    demo = invoke("demo", "--loss", "toy", "--steps", "1")
+    assert demo.exit_code == 1 and "Traceback" not in demo.output
+    assert "Error: loss 'toy' is registered by more than one distribution" in demo.output
+
+
+def test_slow_plugin_is_shown_in_the_table(fake_registry, monkeypatch):
+    from ood_core import registry
+
+    now = [0.0]
+
+    def slow_hook(register):
+        now[0] += 1.5
+
+    monkeypatch.setattr(registry, "_clock", lambda: now[0])
+    monkeypatch.delenv("OODX_PLUGIN_IMPORT_BUDGET", raising=False)
+    with pytest.warns(registry.SlowPluginWarning):
+        fake_registry([("slowpoke", _plugin("slowpoke", slow_hook))])
+    result = invoke("plugins")
+    assert re.search(r"^slowpoke\s+-\s+-\s+1\.5 s\s+ok", result.output, re.M), result.output
+    assert "Slow plugins:" in result.output and "took 1.50 s to load" in result.output
+    check = invoke("plugins", "check")
+    assert "note: plugin 'slowpoke'" in check.output

@@ -60,11 +60,55 @@ def test_names():
     assert PluginNames.from_name("ood-plugin-abc").name == "abc"
 
 
-@pytest.mark.parametrize("bad", ["", "9lives", "no spaces", "bad!", "x-"])
+@pytest.mark.parametrize(
+    "bad", ["", "9lives", "no spaces", "bad!", "x-", "m\u0441had", "\uff4dchad", "a\u200bb"]
+)
 def test_invalid_name_is_a_user_error(tmp_path, bad):
     result = CliRunner().invoke(cli, ["new-plugin", bad, "--dir", str(tmp_path / "x")])
     assert result.exit_code == 1
     assert "not valid" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("length, ok", [(64, True), (65, False), (300, False), (5000, False)])
+def test_name_length_is_checked_before_writing(tmp_path, length, ok):
+    result = CliRunner().invoke(cli, ["new-plugin", "a" * length, "--dir", str(tmp_path / "x")])
+    assert result.exit_code == (0 if ok else 1), result.output
+    if not ok:
+        assert "Error: plugin name 'aaaa" in result.output
+        assert f"is {length} characters long" in result.output and "at most 64" in result.output
+        assert "Traceback" not in result.output and not (tmp_path / "x").exists()
+
+
+def test_unwritable_folder_is_a_user_error(tmp_path):
+    (tmp_path / "file").write_text("")
+    result = CliRunner().invoke(cli, ["new-plugin", "toy", "--dir", str(tmp_path / "file" / "x")])
+    assert result.exit_code == 1, result.output
+    assert "Error: cannot write" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "name, taken_by, what",
+    [
+        ("mchad", "ood-plugin-mchad", "the distribution name, the plugin name 'mchad', the loss"),
+        ("cross-entropy", "ood-core", "the loss name 'cross-entropy'"),
+        ("MSP\n", "ood-core", "the scorer name 'msp'"),
+    ],
+)
+def test_name_taken_by_an_installed_plugin_warns_and_still_scaffolds(
+    tmp_path, name, taken_by, what
+):
+    target = tmp_path / "x"
+    result = CliRunner().invoke(cli, ["new-plugin", name, "--dir", str(target)])
+    assert result.exit_code == 0, result.output
+    warning = next(ln for ln in result.stderr.splitlines() if ln.startswith("Warning:"))
+    assert f"is taken by the installed {taken_by}" in warning and what in warning
+    assert (target / "pyproject.toml").is_file()
+
+
+def test_fresh_name_does_not_warn(tmp_path):
+    result = CliRunner().invoke(cli, ["new-plugin", "toy-method", "--dir", str(tmp_path / "x")])
+    assert result.exit_code == 0 and "Warning" not in result.output
 
 
 def test_scaffold_layout_and_placeholders(tmp_path):

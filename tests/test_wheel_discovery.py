@@ -75,9 +75,30 @@ OODX_PLUGIN_API = 1
 
 @hookimpl
 def oodx_register_losses(register):
-    for name in ("acme-loss", "cross-entropy"):
+    for name in ("cross-entropy", "dup-loss", "dup-loss"):
         register(name=name, target="broken_oodx.nothing:Here", summary="impostor", paper="",
                  tasks=("classification",), uses_ood=False, scorer="msp", inputs=("logits",))
+""",
+    "broken-clash": """
+from ood_core import hookimpl
+OODX_PLUGIN_API = 1
+
+@hookimpl
+def oodx_register_scorers(register):
+    register(name="acme-score", target="broken_oodx.nothing:Here", summary="squatter",
+             reads="logits", needs_fit=False, tasks=("classification",))
+""",
+    "broken-exit": "raise SystemExit('plugin says goodbye')\n",
+    "broken-base": """
+from ood_core import hookimpl
+OODX_PLUGIN_API = 1
+
+class Custom(BaseException):
+    pass
+
+@hookimpl
+def oodx_register_losses(register):
+    raise Custom("a BaseException from the hook")
 """,
     "broken-typo": """
 from ood_core import hookimpl
@@ -208,7 +229,11 @@ def test_listing_does_not_import_torch(venv_with_plugins):
     [
         ("broken-import", "error", "this_module_does_not_exist_anywhere"),
         ("broken-hook", "partial", "boom in the hook"),
-        ("broken-duplicate", "partial", "already registered by plugin 'acme'"),
+        ("broken-duplicate", "partial", "already registered by plugin 'builtin'"),
+        ("broken-duplicate", "partial", "already registered by plugin 'broken-duplicate'"),
+        ("broken-clash", "partial", "more than one distribution: ood-plugin-acme"),
+        ("broken-exit", "error", "SystemExit: plugin says goodbye"),
+        ("broken-base", "partial", "Custom: a BaseException from the hook"),
         ("broken-typo", "error", "did you mean 'oodx_register_losses'"),
         ("broken-metadata", "partial", "missing required field"),
         ("broken-api", "incompatible", "upgrade ood-core"),
@@ -220,7 +245,7 @@ def test_each_fault_is_reported_and_isolated(venv_with_plugins, plugin, status, 
     assert info["status"] == status, info
     assert info["distribution"] == "ood-plugin-broken"
     assert any(message in e for e in info["errors"]), info["errors"]
-    assert report["plugins"]["acme"]["status"] == "ok"
+    assert "acme-loss" in report["losses"]  # the good plugin keeps working
 
 
 def test_registrations_of_faulty_plugins(venv_with_plugins):
@@ -228,9 +253,26 @@ def test_registrations_of_faulty_plugins(venv_with_plugins):
     assert "half-registered" not in report["losses"]  # dropped with the hook that raised
     assert "valid-scorer" in report["scorers"]  # the valid registration beside bad ones stays
     assert "No Spaces Allowed" not in report["scorers"]
-    # first wins deterministically: built-in before plugins, plugins by entry-point name
+    # built-in names are reserved; within one distribution the first registration wins
     assert report["plugins"]["acme"]["registered"]["loss"] == ["acme-loss"]
-    assert report["plugins"]["broken-duplicate"]["registered"]["loss"] == []
+    assert report["plugins"]["broken-duplicate"]["registered"]["loss"] == ["dup-loss"]
+    # a name two distributions register goes to neither
+    assert "acme-score" not in report["scorers"]
+    assert report["plugins"]["acme"]["status"] == "partial"
+
+
+def test_clashing_name_is_refused_until_one_side_is_disabled(venv_with_plugins):
+    code = """
+import ood_core
+try:
+    ood_core.create_scorer("acme-score")
+except ood_core.NameClashError as exc:
+    print("REFUSED", exc)
+"""
+    out = venv_with_plugins.run_python(code).stdout
+    assert "REFUSED scorer 'acme-score'" in out
+    assert "ood-plugin-acme (plugin 'acme')" in out and "ood-plugin-broken" in out
+    assert "OODX_DISABLE_PLUGINS=broken-clash keeps the one from ood-plugin-acme" in out
 
 
 def test_target_failing_on_first_use(venv_with_plugins):
@@ -255,8 +297,9 @@ def test_disable_and_allow_lists(venv_with_plugins):
     disabled = _report(venv_with_plugins, OODX_DISABLE_PLUGINS="acme,broken-typo")
     assert disabled["plugins"]["acme"]["status"] == "disabled"
     assert disabled["plugins"]["acme"]["registered"]["loss"] == []
-    # with acme out of the way, the next plugin offering the name gets it
-    assert disabled["plugins"]["broken-duplicate"]["registered"]["loss"] == ["acme-loss"]
+    # with acme out of the way, the other side of the clash gets the name
+    assert disabled["plugins"]["broken-clash"]["registered"]["scorer"] == ["acme-score"]
+    assert disabled["plugins"]["broken-clash"]["status"] == "ok"
     assert disabled["plugins"]["broken-hook"]["status"] == "partial"
 
     only_builtin = _report(venv_with_plugins, OODX_PLUGINS="")
@@ -280,5 +323,5 @@ except LookupError as exc:
     print(exc)
 """
     out = venv_with_plugins.run_python(code).stdout
-    assert "Did you mean 'acme-loss'?" in out
+    assert "Did you mean 'acme-loss'" in out
     assert "cross-entropy" in out

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from oodx.errors import UserError
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 SUFFIX = ".tmpl"
 
@@ -32,10 +31,18 @@ class PluginNames:
 
     @classmethod
     def from_name(cls, raw: str) -> PluginNames:
+        from ood_core.registry import MAX_NAME_LENGTH, is_valid_name
+
         name = raw.strip().lower().replace("_", "-")
         for prefix in ("ood-plugin-", "oodx-"):
             name = name.removeprefix(prefix)
-        if not _NAME_RE.match(name):
+        if len(name) > MAX_NAME_LENGTH:
+            raise UserError(
+                f"plugin name {name[:24] + '...'!r} is {len(name)} characters long; oodx names "
+                f"have at most {MAX_NAME_LENGTH}",
+                "pick a shorter name, for example: oodx new-plugin my-method",
+            )
+        if not is_valid_name(name):
             raise UserError(
                 f"plugin name {raw!r} is not valid: use lowercase letters, digits and '-', "
                 "starting with a letter",
@@ -50,6 +57,47 @@ class PluginNames:
             loss_class=f"{camel}Loss",
             scorer_class=f"{camel}Scorer",
         )
+
+
+def installed_clashes(names: PluginNames) -> list[str]:
+    """One line per installed distribution the new plugin would clash with, naming what clashes.
+
+    Checks the distribution name, the entry-point (plugin) name, the import package and the
+    loss/scorer name against what is installed and discovered.
+    """
+    from importlib import metadata, util
+
+    from ood_core.errors import UnknownNameError
+    from ood_core.registry import NameClashError, get_registry
+
+    found: dict[str, list[str]] = {}
+    try:
+        dist = metadata.distribution(names.dist)
+        found.setdefault(f"{names.dist} {dist.version}", []).append("the distribution name")
+    except metadata.PackageNotFoundError:
+        pass
+    registry = get_registry()
+    if names.name in registry.plugins:
+        plugin = registry.plugins[names.name]
+        where = f"{plugin.distribution} {plugin.version}".strip() or plugin.module
+        found.setdefault(where, []).append(f"the plugin name {names.name!r}")
+    for kind in ("loss", "scorer"):
+        try:
+            claims = [registry.get(kind, names.name)]
+        except NameClashError as exc:
+            claims = list(exc.claims)
+        except UnknownNameError:
+            claims = []
+        for info in claims:
+            where = f"{info.distribution} {info.version}".strip() or info.plugin
+            found.setdefault(where, []).append(f"the {kind} name {names.name!r}")
+    try:
+        spec = util.find_spec(names.module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and not found:
+        found[spec.origin or names.module] = [f"the import package {names.module}"]
+    return [f"{where}: {', '.join(what)}" for where, what in found.items()]
 
 
 def template_root() -> Traversable:
@@ -105,7 +153,13 @@ def scaffold(
     for rel, text in _walk(template_root()):
         parts = [names.module if p == "PACKAGE" else p for p in rel]
         path = target.joinpath(*parts)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(render(text, values, "/".join(rel)), encoding="utf-8")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render(text, values, "/".join(rel)), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(
+                f"cannot write {path}: {exc.strerror or exc}",
+                "pick another --dir, one you can write to",
+            ) from exc
         written.append(path)
     return target, written

@@ -35,6 +35,14 @@ def _registers(plugin: Any) -> str:
     return "; ".join(parts) or "-"
 
 
+def _load_time(plugin: Any) -> str:
+    """How long loading the plugin took (import plus hooks), for the table."""
+    if plugin.import_seconds is None:
+        return "-"
+    total = plugin.import_seconds + plugin.hook_seconds
+    return f"{total * 1000:.0f} ms" if total < 1 else f"{total:.1f} s"
+
+
 def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
@@ -43,11 +51,13 @@ def _emit_json(data: Any) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 def plugins(ctx: click.Context, as_json: bool) -> None:
-    """List installed plugins: distribution, version, what each registers, status, errors.
+    """List installed plugins: distribution, version, load time, status, what each registers.
 
     A broken plugin (fails to import, raises in a hook, registers a duplicate name, targets
-    another plugin API) is listed with its error; every other plugin keeps working.
-    OODX_DISABLE_PLUGINS=a,b blocks plugins, OODX_PLUGINS=a,b loads only those.
+    another plugin API) is listed with its error; every other plugin keeps working. A name two
+    distributions register is a clash: it is refused until one of them is disabled.
+    OODX_DISABLE_PLUGINS=a,b blocks plugins, OODX_PLUGINS=a,b loads only those. A plugin slower
+    to load than OODX_PLUGIN_IMPORT_BUDGET seconds (default 0.5) is warned about.
 
     \b
     Examples:
@@ -64,17 +74,17 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         _emit_json([p.to_dict() for p in found])
         return
     rows = [
-        (p.name, p.distribution or "-", p.version or "-", p.status, _registers(p)) for p in found
+        (p.name, p.distribution or "-", p.version or "-", _load_time(p), p.status, _registers(p))
+        for p in found
     ]
-    click.echo(format_table(["PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "REGISTERS"], rows))
-    broken = [p for p in found if p.errors]
-    if broken:
-        click.echo("\nProblems:")
-        for p in broken:
-            for error in p.errors:
-                click.echo(f"  {p.name} ({p.status}): {error}")
-        if any(p.status not in ("ok", "disabled") for p in broken):
-            click.echo("\nOther plugins are unaffected. Run 'oodx plugins check' for details.")
+    header = ["PLUGIN", "DISTRIBUTION", "VERSION", "LOAD", "STATUS", "REGISTERS"]
+    click.echo(format_table(header, rows))
+    for title, attr in (("Problems", "errors"), ("Slow plugins", "warnings")):
+        lines = [f"  {p.name} ({p.status}): {m}" for p in found for m in getattr(p, attr)]
+        if lines:
+            click.echo(f"\n{title}:\n" + "\n".join(lines))
+    if any(p.errors and p.status not in ("ok", "disabled") for p in found):
+        click.echo("\nOther plugins are unaffected. Run 'oodx plugins check' for details.")
 
 
 # --------------------------------------------------------------------------------------------
@@ -120,6 +130,7 @@ def check_plugin(registry: Any, plugin: Any) -> tuple[list[str], list[str]]:
         notes.extend(plugin.errors)
         return problems, notes
     problems.extend(f"{plugin.status}: {e}" for e in plugin.errors)
+    notes.extend(plugin.warnings)
     if plugin.status in ("error", "incompatible"):
         return problems, notes
     if plugin.module and not _importable(plugin.module):
@@ -140,7 +151,12 @@ def check_plugin(registry: Any, plugin: Any) -> tuple[list[str], list[str]]:
                 continue
             label = f"{kind} {info.name!r}"
             if kind == "loss":
-                if info.scorer and info.scorer not in scorer_names:
+                if info.scorer in registry.clashes["scorer"]:
+                    problems.append(
+                        f"{label}: its natural scorer {info.scorer!r} is refused: more than one "
+                        "distribution registers it"
+                    )
+                elif info.scorer and info.scorer not in scorer_names:
                     problems.append(
                         f"{label}: its natural scorer {info.scorer!r} is not registered by any "
                         "installed plugin"

@@ -24,6 +24,8 @@ def new_plugin(name: str, directory: Path | None, force: bool) -> None:
     OODX_PLUGIN_API and registering the loss and scorer, a loss and a scorer skeleton whose
     maths is left to fill in (marked FILL IN: until then they raise NotImplementedError),
     tests wired to the oodx conformance kit and a training smoke test, and a README.
+    Warns (and still writes) when NAME clashes with an installed distribution, plugin, loss or
+    scorer.
 
     \b
     Examples:
@@ -32,9 +34,16 @@ def new_plugin(name: str, directory: Path | None, force: bool) -> None:
     Then:
       cd ood-plugin-my-method && pip install -e ".[test]" && pytest
     """
-    from oodx.scaffold import PluginNames, scaffold
+    from oodx.scaffold import PluginNames, installed_clashes, scaffold
 
     names = PluginNames.from_name(name)
+    for clash in installed_clashes(names):
+        click.echo(
+            f"Warning: {names.name!r} is taken by the installed {clash}. Installed beside it, "
+            "the new plugin would make the shared names unusable until one is disabled (or "
+            "replace it); pick another name unless that is the plan. Writing the scaffold anyway.",
+            err=True,
+        )
     target, written = scaffold(name, directory, force=force)
     click.echo(f"Created {names.dist} (loss and scorer {names.name!r}) in {target}:")
     for path in written:
