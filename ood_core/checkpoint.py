@@ -10,9 +10,11 @@ A checkpoint is a PT2 archive (the zip that :func:`torch.export.save` writes, so
 - ``oodx/tensors/<i>.bin``: the loss's ``state_dict`` tensors as raw little-endian bytes, with
   dtype and shape in the manifest (no pickle at all).
 
-Loading never unpickles: before :func:`torch.export.load` runs, the archive is checked for
-pickled weights, constants or custom objects (which torch would unpickle) and refused if it has
-any. Plain ``torch.save(module)`` pickles are refused unless ``trust_pickle=True``.
+Loading runs no code from the file: :mod:`ood_core.archive` checks the archive against an
+allow-list and schemas first, and the program is rebuilt from the checked members with plain
+tensors (``torch.export.load`` is never called; the example inputs go through torch's
+``weights_only`` unpickler, which builds tensors only). Plain ``torch.save(module)`` pickles are
+refused unless ``trust_pickle=True``.
 
 Loss keywords are found, in this order: the ``loss_kwargs`` given to :func:`save`; a
 ``get_config()`` method of the loss returning a JSON-serialisable dict of constructor keywords
@@ -36,7 +38,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,14 +47,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ood_core.archive import FORMAT, FORMAT_VERSION, ITEM_SIZES, MANIFEST, Archive, open_archive
+from ood_core.archive import TENSOR_DIR as _TENSOR_DIR
+from ood_core.atomic import replace_atomically, temp_file_beside
 from ood_core.errors import CheckpointError
 
-FORMAT = "oodx-checkpoint"
-FORMAT_VERSION = 1
-MANIFEST = "oodx/manifest.json"
-_TENSOR_DIR = "oodx/tensors/"
 _MIN_TRACE_BATCH = 2
-_NO_PICKLE_PREFIXES = ("custom_obj", "opaque_obj")
 
 # constructor-keyword synonyms looked up when a loss keeps a keyword under another name
 _SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -257,19 +256,16 @@ def save(
         ) from None
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
+    tmp = temp_file_beside(target)  # mode as open() gives it, not mkstemp's 0600
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.export.save(program, f)
         with zipfile.ZipFile(tmp, "a") as zf:
             root = _root(zf.namelist())
             zf.writestr(f"{root}/{MANIFEST}", manifest_text)
             for name, value in tensors.items():
                 zf.writestr(f"{root}/{name}", _tensor_bytes(value))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        replace_atomically(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
@@ -491,9 +487,12 @@ def _tensor_from_bytes(data: bytes, dtype_name: str, shape: Sequence[int]) -> Te
 def load(path: str | os.PathLike[str], trust_pickle: bool = False) -> Checkpoint:
     """Load a checkpoint written by :func:`save` (or a ``torch.export.save`` ``.pt2`` file).
 
-    Never unpickles unless ``trust_pickle=True``, which also accepts a ``torch.save(module)``
-    file (unpickling runs code from the file: only for files you trust). Missing, truncated,
-    corrupted or foreign files raise :class:`~ood_core.errors.CheckpointError`.
+    A PT2 archive is checked by :func:`ood_core.archive.open_archive` (allow-list of members,
+    sizes, manifest schema, program grammar) and then rebuilt from the checked members without
+    ``torch.export.load``: no pickle, no native code, no fallback format. ``trust_pickle=True``
+    only opens the other door, a plain ``torch.save(module)`` pickle (unpickling runs code from
+    the file: only for files you trust); it never relaxes the checks on a PT2 archive. Missing,
+    truncated, corrupted, foreign or refused files raise :class:`~ood_core.errors.CheckpointError`.
     """
     p = Path(path)
     if not p.exists():
@@ -514,32 +513,19 @@ def load(path: str | os.PathLike[str], trust_pickle: bool = False) -> Checkpoint
             f"{p} is not an oodx checkpoint (unknown format: it is not a zip archive). "
             "Write checkpoints with ood_core.save(path, model, loss=..., example_input=...)."
         )
-    try:
-        zf = zipfile.ZipFile(p)
-    except zipfile.BadZipFile:
+    kind = _zip_kind(p)
+    if kind == "pickle":
+        return _load_pickle(p, trust_pickle, "a torch.save pickle")
+    if kind != "pt2":
         raise CheckpointError(
-            f"checkpoint {p} is truncated or corrupted (its zip directory is unreadable); "
-            "it was probably cut short while copying or writing. Save or copy it again."
-        ) from None
-    with zf:
-        names = zf.namelist()
-        root = _root(names)
-        bad = _first_bad_member(zf)
-        if bad is not None:
-            raise CheckpointError(
-                f"checkpoint {p} is corrupted: member {bad!r} fails its checksum. "
-                "Save or copy it again."
-            )
-        if root and f"{root}/{MANIFEST}" in names:
-            return _load_oodx(p, zf, root)
-        if root and f"{root}/archive_format" in names:
-            return _load_pt2(p, zf, root, manifest=None)
-        if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
-            return _load_pickle(p, trust_pickle, "a torch.save pickle")
-    raise CheckpointError(
-        f"{p} is a zip archive but not an oodx checkpoint (no {MANIFEST}, no PT2 archive). "
-        "Write checkpoints with ood_core.save(path, model, loss=..., example_input=...)."
-    )
+            f"{p} is a zip archive but not an oodx checkpoint (no {MANIFEST}, no PT2 archive). "
+            "Write checkpoints with ood_core.save(path, model, loss=..., example_input=...)."
+        )
+    arc = open_archive(p)
+    try:
+        return _load_checked(arc)
+    finally:
+        arc.close()
 
 
 def _root(names: Sequence[str]) -> str:
@@ -547,78 +533,145 @@ def _root(names: Sequence[str]) -> str:
     return next(iter(roots)) if len(roots) == 1 else ""
 
 
-def _first_bad_member(zf: zipfile.ZipFile) -> str | None:
+def _zip_kind(p: Path) -> str:
+    """``"pt2"`` (any ``archive_format`` member), ``"pickle"`` (a torch.save zip) or ``"other"``."""
     try:
-        return zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError):
-        return "(unreadable)"
-    except Exception:  # noqa: BLE001 - zlib errors and the like
-        return "(unreadable)"
-
-
-def _read_json(p: Path, zf: zipfile.ZipFile, name: str) -> Any:
-    try:
-        return json.loads(zf.read(name).decode("utf-8"))
-    except (KeyError, UnicodeDecodeError, json.JSONDecodeError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(f"checkpoint {p}: {name} is unreadable ({exc})") from None
-
-
-def _load_oodx(p: Path, zf: zipfile.ZipFile, root: str) -> Checkpoint:
-    manifest = _read_json(p, zf, f"{root}/{MANIFEST}")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {p}: {MANIFEST} is not an oodx manifest")
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+        with zipfile.ZipFile(p) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
         raise CheckpointError(
-            f"checkpoint {p} has format version {version!r}; this ood-core reads versions up to "
-            f"{FORMAT_VERSION}. Upgrade ood-core (pip install -U ood-core)."
-        )
-    ckpt = _load_pt2(p, zf, root, manifest=manifest)
+            f"checkpoint {p} is truncated or corrupted (its zip directory is unreadable); "
+            "it was probably cut short while copying or writing. Save or copy it again."
+        ) from None
+    if any(n == "archive_format" or n.endswith("/archive_format") for n in names):
+        return "pt2"
+    if any(n.endswith("/data.pkl") or n == "data.pkl" for n in names):
+        return "pickle"
+    return "other"
+
+
+def _load_checked(arc: Archive) -> Checkpoint:
+    manifest = arc.manifest
+    program = _rebuild_program(arc, manifest)
+    try:
+        module = ExportedModel(program.module())
+    except Exception as exc:  # noqa: BLE001
+        raise CheckpointError(
+            f"checkpoint {arc.path}: cannot build the model module: {exc}"
+        ) from None
+    ckpt = Checkpoint(model=module, path=arc.path, program=program, source="pt2")
+    if manifest is None:
+        ckpt.metadata = {"format": "pt2", "model": {}}
+        x = _first_example(program)
+        if x is not None:
+            ckpt.metadata["model"] = {
+                "input_shape": [None, *map(int, x.shape[1:])],
+                "input_dtype": str(x.dtype).removeprefix("torch."),
+            }
+        return ckpt
+    ckpt.metadata, ckpt.source, ckpt.classes = manifest, "oodx", manifest.get("classes")
     loss = manifest.get("loss")
     if loss:
-        state = {}
-        for key, meta in (loss.get("state") or {}).items():
-            try:
-                data = zf.read(f"{root}/{meta['file']}")
-            except (KeyError, TypeError, zipfile.BadZipFile) as exc:
-                raise CheckpointError(
-                    f"checkpoint {p}: the loss state tensor {key!r} is missing ({exc})"
-                ) from None
-            state[key] = _tensor_from_bytes(data, meta["dtype"], meta["shape"])
-        ckpt.loss_name = loss.get("name")
+        _check_loss_registered(arc, loss)
+        ckpt.loss_name = loss["name"]
         ckpt.loss_kwargs = dict(loss.get("kwargs") or {})
-        ckpt.loss_state = state
-    ckpt.classes = manifest.get("classes")
-    ckpt.source = "oodx"
+        ckpt.loss_state = {
+            key: _tensor_from_bytes(arc.read(meta["file"]), meta["dtype"], meta["shape"])
+            for key, meta in (loss.get("state") or {}).items()
+        }
     return ckpt
 
 
-def _check_no_pickle(p: Path, zf: zipfile.ZipFile, root: str) -> None:
-    """Refuse archives whose loading would unpickle (weights, constants, custom objects)."""
-    names = set(zf.namelist())
-    for kind in ("weights", "constants"):
-        for name in names:
-            if not (name.startswith(f"{root}/data/{kind}/") and name.endswith("_config.json")):
-                continue
-            config = _read_json(p, zf, name)
-            entries = (config or {}).get("config") or {}
-            for fqn, meta in entries.items():
-                path_name = str((meta or {}).get("path_name", ""))
-                if (meta or {}).get("use_pickle") or path_name.startswith(_NO_PICKLE_PREFIXES):
-                    raise CheckpointError(
-                        f"checkpoint {p}: {kind[:-1]} {fqn!r} is stored as a pickle, which "
-                        "would run code on load; oodx loads exported programs with plain "
-                        "tensors only. Re-export the model without custom objects."
-                    )
-    for name in names:
-        if name.startswith(f"{root}/data/sample_inputs/"):
-            try:
-                torch.load(io.BytesIO(zf.read(name)), weights_only=True)
-            except Exception:  # noqa: BLE001 - any failure means it is not plain tensors
-                raise CheckpointError(
-                    f"checkpoint {p}: its sample inputs are not plain tensors (loading them "
-                    "would unpickle arbitrary objects)"
-                ) from None
+def _check_loss_registered(arc: Archive, loss: Mapping[str, Any]) -> None:
+    from ood_core.registry import list_losses
+
+    if loss["name"] not in {info.name for info in list_losses()}:
+        needs = loss.get("distribution") or "the plugin that registers it"
+        raise CheckpointError(
+            f"checkpoint {arc.path}: its loss {loss['name']!r} is not registered here; "
+            f"install {needs} (`oodx plugins` lists what is installed)."
+        )
+
+
+def _rebuild_program(arc: Archive, manifest: Mapping[str, Any] | None) -> Any:
+    """The ExportedProgram from the checked members, by torch's deserializer, given plain tensors.
+
+    Calls ``ExportedProgramDeserializer.deserialize`` with a ready state dict, constants and
+    example inputs, so none of ``torch.export.load``'s pickle, native-code or fallback paths runs.
+    """
+    try:
+        from torch._export.serde import schema
+        from torch._export.serde.serialize import ExportedProgramDeserializer, _dict_to_dataclass
+    except ImportError as exc:  # pragma: no cover - a torch without these internals
+        raise CheckpointError(
+            f"this torch ({torch.__version__}) cannot read PT2 programs: {exc}"
+        ) from None
+    state = _payload_tensors(arc, "weights")
+    constants = _payload_tensors(arc, "constants")
+    example = _sample_inputs(arc)
+    try:
+        with _quiet_torch_logs():
+            serialized = _dict_to_dataclass(schema.ExportedProgram, arc.program)
+            return ExportedProgramDeserializer().deserialize(serialized, state, constants, example)
+    except Exception as exc:  # noqa: BLE001 - the deserializer raises many kinds of errors
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"checkpoint {arc.path}: the exported model could not be loaded ({type(exc).__name__}: "
+            f"{reason}). It may be corrupted or written by an incompatible torch "
+            f"(this is torch {torch.__version__}"
+            + (f", the file was written by torch {manifest.get('torch')}" if manifest else "")
+            + ")."
+        ) from None
+
+
+def _payload_tensors(arc: Archive, kind: str) -> dict[str, Tensor]:
+    """Weights or constants from raw bytes, viewed with the checked sizes/strides/offset."""
+    folder = f"data/{kind}/"
+    bases: dict[str, Tensor] = {}
+    out: dict[str, Tensor] = {}
+    for fqn, d in arc.payloads[kind].items():
+        dtype = getattr(torch, d["dtype"])
+        if d["path_name"] not in bases:
+            data = arc.read(folder + d["path_name"])
+            item = ITEM_SIZES[d["dtype"]]
+            if len(data) % item:
+                raise arc.fail(
+                    folder + d["path_name"], f"{len(data)} bytes is not a multiple of {item}"
+                )
+            bases[d["path_name"]] = (
+                torch.frombuffer(bytearray(data), dtype=torch.uint8).view(dtype)
+                if data
+                else torch.zeros(max(d["nbytes"] // item, 0), dtype=dtype)
+            )
+        base = bases[d["path_name"]]
+        t = torch.as_strided(base, d["sizes"], d["strides"], d["storage_offset"])
+        if d["is_param"]:
+            t = nn.Parameter(t, requires_grad=d["requires_grad"])
+        out[fqn] = t
+    return out
+
+
+def _sample_inputs(arc: Archive) -> Any:
+    """The traced example inputs, read by torch's ``weights_only`` unpickler (tensors only)."""
+    name = "data/sample_inputs/model.pt"
+    try:
+        with _quiet_torch_logs():
+            value = torch.load(io.BytesIO(arc.read(name)), weights_only=True, map_location="cpu")
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - anything the restricted unpickler refuses
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise arc.fail(
+            name, f"not plain tensors (the weights-only reader refused it: {reason[:200]})"
+        ) from None
+    if not (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], tuple)
+        and isinstance(value[1], dict)
+    ):
+        raise arc.fail(name, "must hold (args tuple, kwargs dict)")
+    return value
 
 
 @contextlib.contextmanager
@@ -630,43 +683,6 @@ def _quiet_torch_logs():
         yield
     finally:
         logger.setLevel(old)
-
-
-def _load_pt2(
-    p: Path, zf: zipfile.ZipFile, root: str, manifest: dict[str, Any] | None
-) -> Checkpoint:
-    _check_no_pickle(p, zf, root)
-    try:
-        with _quiet_torch_logs(), open(p, "rb") as f:
-            program = torch.export.load(f)
-    except Exception as exc:  # noqa: BLE001 - the deserializer raises many kinds of errors
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"checkpoint {p}: the exported model could not be loaded ({type(exc).__name__}: "
-            f"{reason}). It may be corrupted or written by an incompatible torch "
-            f"(this is torch {torch.__version__}"
-            + (f", the file was written by torch {manifest.get('torch')}" if manifest else "")
-            + ")."
-        ) from None
-    try:
-        module = ExportedModel(program.module())
-    except Exception as exc:  # noqa: BLE001
-        raise CheckpointError(f"checkpoint {p}: cannot build the model module: {exc}") from None
-    meta = manifest or {"format": "pt2", "model": {}}
-    if not manifest:
-        x = _first_example(program)
-        if x is not None:
-            meta["model"] = {
-                "input_shape": [None, *map(int, x.shape[1:])],
-                "input_dtype": str(x.dtype).removeprefix("torch."),
-            }
-    return Checkpoint(
-        model=module,
-        metadata=meta,
-        path=p,
-        program=program,
-        source="oodx" if manifest else "pt2",
-    )
 
 
 def _first_example(program: Any) -> Tensor | None:
@@ -683,7 +699,8 @@ def _load_pickle(p: Path, trust_pickle: bool, what: str) -> Checkpoint:
             "unpickling runs arbitrary code from the file, and it needs the training script's "
             "Python classes importable. Convert it once, in the training script: "
             "ood_core.save('model.pt', model, loss=criterion, example_input=x). "
-            "If you trust the file, pass trust_pickle=True (CLI: --trust-pickle)."
+            "If you trust the file, pass trust_pickle=True (CLI: --trust-pickle), the one explicit "
+            "door for pickles; it does not relax the checks on .pt2 archives."
         )
     try:
         with _quiet_torch_logs():

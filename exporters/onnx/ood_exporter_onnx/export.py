@@ -16,7 +16,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import ood_core
+from ood_core.atomic import replace_atomically, temp_file_beside
 from ood_core.checkpoint import Checkpoint
 from ood_core.errors import CheckpointError, OODXError
 from ood_exporter_onnx import __version__
@@ -217,9 +217,7 @@ def export_onnx(
     )
     _set_metadata(proto, metadata)
 
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_file_beside(out_path)  # mode as open() gives it, not mkstemp's 0600
     try:
         _save(proto, tmp)
         diffs = verify_onnx(
@@ -556,9 +554,7 @@ def _replace(tmp: Path, target: Path) -> None:
             f"model is larger than 2 GB ({side.stat().st_size / 1e9:.1f} GB of weights); "
             "external-data export is not supported yet"
         )
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
+    replace_atomically(tmp, target)
 
 
 # --------------------------------------------------------------------------------------------
