@@ -26,6 +26,7 @@ _MODES = ("exact", "binned")
 _DEFAULT_BINS = 2**20
 _MIN_BITS = 10  # sign + 8 exponent bits of float32 + at least one mantissa bit
 _MAX_BITS = 26
+_CHUNK = 1 << 16  # samples per step of the exact computation (a few MB of temporaries)
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -133,15 +134,50 @@ def _curve_metrics(
     return out
 
 
-def _orderable_bins(scores: np.ndarray, center: float, bits: int) -> np.ndarray:
+def _exact_metrics(s_id: np.ndarray, s_ood: np.ndarray, rates: Sequence[float]) -> dict[str, float]:
+    """The metrics of :func:`_curve_metrics` from the two **sorted** score arrays, per sample.
+
+    Every sum over thresholds ``u_h`` is a sum over the samples at ``u_h``, so each OOD sample
+    ``u`` adds ``(#{ID < u} + #{ID <= u}) / (2 P N)`` to AUROC and ``TP/(TP + FP) / P`` to
+    AUPR-OUT (``TP = #{OOD >= u}``, ``FP = #{ID >= u}``), and each ID sample ``v`` adds
+    ``#{ID <= v} / (#{ID <= v} + #{OOD <= v}) / N`` to AUPR-IN. Counts come from
+    ``searchsorted`` on the sorted arrays, in chunks of :data:`_CHUNK` samples: no merged copy,
+    a fixed working set (no temporary grows with the number of samples).
+    """
+    n_pos, n_neg = s_ood.size, s_id.size
+    auroc2 = aupr_out = aupr_in = 0.0
+    for lo in range(0, n_pos, _CHUNK):
+        u = s_ood[lo : lo + _CHUNK]
+        id_lt = np.searchsorted(s_id, u, side="left").astype(np.float64)
+        auroc2 += float(id_lt.sum()) + float(np.searchsorted(s_id, u, side="right").sum())
+        tp = n_pos - np.searchsorted(s_ood, u, side="left").astype(np.float64)
+        aupr_out += float((tp / (tp + (n_neg - id_lt))).sum())
+    for lo in range(0, n_neg, _CHUNK):
+        v = s_id[lo : lo + _CHUNK]
+        id_le = np.searchsorted(s_id, v, side="right").astype(np.float64)
+        aupr_in += float((id_le / (id_le + np.searchsorted(s_ood, v, side="right"))).sum())
+    out = {
+        "AUROC": auroc2 / (2.0 * n_pos * n_neg),
+        "AUPR-IN": aupr_in / n_neg,
+        "AUPR-OUT": aupr_out / n_pos,
+    }
+    for rate in rates:  # the largest threshold flagging >= k OOD samples is the k-th largest
+        k = _first_k_reaching(rate, n_pos)
+        fp = n_neg - int(np.searchsorted(s_id, s_ood[n_pos - k], side="left"))
+        out[_rate_key(rate)] = fp / n_neg
+    return out
+
+
+def _orderable_bins(scores: np.ndarray, bits: int) -> np.ndarray:
     """Monotone bin index in ``[0, 2**bits)`` of each float64 score (see :class:`OODMetrics`).
 
-    ``v = float32(s - center)`` is mapped to its order-preserving 32-bit key (IEEE-754 bit
-    pattern, sign-flipped) and the key's top ``bits`` bits are the bin: a bin holds the values of
-    ``v`` sharing sign, exponent and leading ``bits - 9`` mantissa bits.
+    ``v = float32(s)`` is mapped to its order-preserving 32-bit key (IEEE-754 bit pattern,
+    sign-flipped) and the key's top ``bits`` bits are the bin: a bin holds the values of ``v``
+    sharing sign, exponent and leading ``bits - 9`` mantissa bits. The map is fixed (it does not
+    depend on the data), so the result does not depend on the order of the samples.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
-        v = (scores - center).astype(np.float32)
+    with np.errstate(over="ignore"):
+        v = scores.astype(np.float32)  # |s| > 3.4e38 becomes +-inf
     v += np.float32(0.0)  # -0.0 -> +0.0, so the two zeros share a bin
     u = v.view(np.uint32)
     key = np.where(u >> np.uint32(31), ~u, u | np.uint32(0x80000000))
@@ -168,17 +204,21 @@ class OODMetrics:
     - ``ACC``: when predictions were given, ``mean(prediction == label)`` over ID samples only.
 
     ``mode="exact"`` keeps every score as float64 in one list per class (8 bytes a sample, the
-    class is implied; concatenated and sorted lazily by :meth:`compute`) and matches sklearn to
-    rounding. ``mode="binned"`` keeps two fixed histograms of ``bins`` int64 counters (``bins`` a
-    power of two, ``2**10 .. 2**26``; 16 MiB for the default ``2**20``): memory does not grow
-    with the data. The bin of a score ``s`` is the top ``log2(bins)`` bits of the
-    order-preserving bit pattern of ``float32(s - c)``, ``c`` the median of the first batch
-    holding finite scores: a monotone map, so bins are log-spaced away from ``c`` with a width of
-    at most ``2**-(log2(bins) - 9) * |s - c|`` (``~4.9e-4 * |s - c|`` by default) whatever the
-    range or scale of the scores, and ``+-inf`` get bins of their own. Samples sharing a bin
-    count as tied, so ``|AUROC_binned - AUROC_exact| <= 1/2 * fraction of (OOD, ID) pairs
-    sharing a bin``; distinct scores in distinct bins give exactly the exact-mode metrics.
-    Differences beyond float32 range (``|s - c| > 3.4e38``) tie with ``+-inf``.
+    class is implied) and matches sklearn to rounding; :meth:`compute` sorts each class once
+    (merging its batches needs 8 more bytes a sample of that class, once) and then works in
+    chunks (a few MB whatever the number of samples). ``mode="binned"`` keeps two fixed
+    histograms of ``bins`` int64 counters (``bins`` a power of two, ``2**10 .. 2**26``; 16 MiB
+    for the default ``2**20``): memory does not grow with the data. The bin of a score ``s`` is
+    the top ``log2(bins)`` bits of the order-preserving bit pattern of ``float32(s)``: a fixed
+    monotone map (the result does not depend on the order of the samples), so two scores share
+    a bin only if they have the same sign and ``|a - b| < 2**-(log2(bins) - 10) * max(|a|, |b|)``
+    (``~9.8e-4`` relative by default), or both are below ``1.2e-38`` in magnitude, or both beyond
+    float32 range (``3.4e38``, they tie with ``inf``). Samples sharing a bin count as tied, so
+    ``|AUROC_binned - AUROC_exact| <= 1/2 * fraction of (OOD, ID) pairs sharing a bin without
+    an exact tie``; distinct scores in distinct bins give exactly the exact-mode metrics.
+    Resolution is relative to ``|s|``: scores clustered far from 0 (``1000 +- 1``) lose it;
+    ``offset=c`` (a constant fixed in advance, never taken from the data) bins ``s - c``
+    instead, and every statement above holds for ``s - c``.
     """
 
     def __init__(
@@ -187,6 +227,7 @@ class OODMetrics:
         void_label: int | None = None,
         mode: str = "exact",
         bins: int = _DEFAULT_BINS,
+        offset: float = 0.0,
     ) -> None:
         owner = "OODMetrics"
         scalar = (int, float, np.integer, np.floating)
@@ -221,6 +262,13 @@ class OODMetrics:
             )
         self.bins = int(bins)
         self._bits = bits
+        if isinstance(offset, bool) or not isinstance(
+            offset, (int, float, np.integer, np.floating)
+        ):
+            raise _fail(owner, "offset", "a finite number", repr(offset))
+        if not math.isfinite(float(offset)):
+            raise _fail(owner, "offset", "a finite number", repr(offset))
+        self.offset = float(offset)
         self.reset()
 
     def reset(self) -> None:
@@ -229,7 +277,6 @@ class OODMetrics:
         self._ood_scores: list[np.ndarray] = []
         self._id_sorted = self._ood_sorted = False
         self._hist: np.ndarray | None = None  # (bins, 2) int64: [:, 0] ID, [:, 1] OOD counts
-        self._center: float | None = None
         self._with_predictions: bool | None = None
         self._correct = 0
         self._n_id_predicted = 0
@@ -287,13 +334,10 @@ class OODMetrics:
                     getattr(self, f"_{which}_scores").append(part)
                     setattr(self, f"_{which}_sorted", False)
             return
-        if self._center is None:
-            finite = s[np.isfinite(s)]
-            if finite.size:
-                self._center = float(np.median(finite))
         if self._hist is None:
             self._hist = np.zeros((self.bins, 2), dtype=np.int64)
-        idx = _orderable_bins(s, 0.0 if self._center is None else self._center, self._bits)
+        with np.errstate(over="ignore"):  # beyond float64 range: ties with inf, as documented
+            idx = _orderable_bins(s - self.offset if self.offset else s, self._bits)
         counts = np.bincount(2 * idx + is_ood, minlength=2 * self.bins)
         self._hist += counts.reshape(self.bins, 2)
 
@@ -310,49 +354,27 @@ class OODMetrics:
             setattr(self, sorted_flag, True)
         return parts[0]
 
-    def _cumulative_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(ood_le, id_le)``: counts ``<=`` each distinct score, lowest first (see
-        :func:`_curve_metrics`); ``([P], [N])`` when a class is missing."""
-        if self.mode == "binned":
-            if self._hist is None:
-                return np.zeros(1, np.int64), np.zeros(1, np.int64)
-            hist = self._hist[self._hist.any(axis=1)]
-            if not hist.size:
-                return np.zeros(1, np.int64), np.zeros(1, np.int64)
-            return np.cumsum(hist[:, 1]), np.cumsum(hist[:, 0])
-        s_id = self._sorted_exact("id")
-        s_ood = self._sorted_exact("ood")
-        n_id, n_ood = s_id.size, s_ood.size
-        if not n_id or not n_ood:
-            return np.array([n_ood], np.int64), np.array([n_id], np.int64)
-        # merge the two sorted runs (timsort: linear time); the source index gives the class
-        both = np.concatenate((s_id, s_ood))
-        order = np.argsort(both, kind="stable")
-        s_asc = both[order]
-        del both
-        # last index of every tie group (comparison, not diff: inf - inf would be NaN)
-        last = np.empty(s_asc.size, dtype=bool)
-        np.not_equal(s_asc[1:], s_asc[:-1], out=last[:-1])
-        last[-1] = True
-        del s_asc
-        ends = np.flatnonzero(last)
-        del last
-        ood_cum = (order >= n_id).astype(np.int64)
-        del order
-        np.cumsum(ood_cum, out=ood_cum)
-        ood_le = ood_cum[ends]
-        del ood_cum
-        ends += 1
-        ends -= ood_le  # id_le = (index + 1) - ood_le
-        return ood_le, ends.astype(np.int64, copy=False)
+    def _binned_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ood_le, id_le)`` of the histogram: counts ``<=`` each non-empty bin, lowest first
+        (see :func:`_curve_metrics`); ``([0], [0])`` before any sample."""
+        if self._hist is None:
+            return np.zeros(1, np.int64), np.zeros(1, np.int64)
+        hist = self._hist[self._hist.any(axis=1)]
+        if not hist.size:
+            return np.zeros(1, np.int64), np.zeros(1, np.int64)
+        return np.cumsum(hist[:, 1]), np.cumsum(hist[:, 0])
 
     def compute(self) -> dict[str, float]:
         """The metrics over every sample seen since the last :meth:`reset` (see the class doc).
 
         Raises ``ValueError`` unless both ID and OOD samples were seen.
         """
-        ood_le, id_le = self._cumulative_counts()
-        n_ood, n_id = int(ood_le[-1]), int(id_le[-1])
+        if self.mode == "binned":
+            ood_le, id_le = self._binned_counts()
+            n_ood, n_id = int(ood_le[-1]), int(id_le[-1])
+        else:
+            s_id, s_ood = self._sorted_exact("id"), self._sorted_exact("ood")
+            n_ood, n_id = s_ood.size, s_id.size
         if n_ood == 0 or n_id == 0:
             void = "" if self.void_label is None else f" (label {self.void_label} ignored as void)"
             raise ValueError(
@@ -360,7 +382,10 @@ class OODMetrics:
                 f"samples (label < 0) to rank, got {n_id} ID and {n_ood} OOD samples{void}; "
                 "AUROC, AUPR and FPR@TPR are undefined otherwise"
             )
-        out = _curve_metrics(ood_le, id_le, self.fpr_at)
+        if self.mode == "binned":
+            out = _curve_metrics(ood_le, id_le, self.fpr_at)
+        else:
+            out = _exact_metrics(s_id, s_ood, self.fpr_at)
         if self._with_predictions:
             out["ACC"] = self._correct / self._n_id_predicted
         return out
@@ -369,7 +394,7 @@ class OODMetrics:
         rates = self.fpr_at[0] if len(self.fpr_at) == 1 else list(self.fpr_at)
         return (
             f"OODMetrics(fpr_at={rates!r}, void_label={self.void_label!r}, mode={self.mode!r}, "
-            f"bins={self.bins})"
+            f"bins={self.bins}, offset={self.offset!r})"
         )
 
 

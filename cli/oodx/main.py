@@ -4,9 +4,11 @@ Subcommands live in their own modules and are imported only when invoked (``COMM
 name to ``"module:attribute"`` and the one-line help shown by ``oodx --help``), so ``oodx --help``
 and the listing commands never import torch.
 
-User mistakes (unknown names, missing files, missing optional packages, bad checkpoints) are
-shown as one ``Error:`` message with a hint and exit status 1; ``--debug`` (or ``OODX_DEBUG=1``)
-shows the Python traceback instead.
+User mistakes (unknown names, missing files, missing optional packages, bad checkpoints, bad
+data) are shown as one ``Error:`` message with a hint and exit status 1; usage mistakes (unknown
+option, missing argument, an argument naming no existing file) exit with 2 (click's rule);
+``--debug`` (or ``OODX_DEBUG=1``) shows the Python traceback instead. A closed stdout (``oodx
+score ... | head``) ends the command quietly with status 141, as SIGPIPE does for Unix tools.
 """
 
 from __future__ import annotations
@@ -40,12 +42,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
 _USER_ERRORS = {("ood_core.errors", "OODXError")}  # plugins' and exporters' errors subclass it
 
 
+#: exit status after the reader of stdout went away, as for a process killed by SIGPIPE
+EXIT_BROKEN_PIPE = 128 + 13
+
+
+def _silence_stdout() -> int:
+    """Point stdout's file descriptor at /dev/null (so the flush at exit cannot fail and print
+    "Exception ignored") and return :data:`EXIT_BROKEN_PIPE`."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (tests capture stdout)
+        return EXIT_BROKEN_PIPE
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
+
+
 def _debug_requested(args: Sequence[str]) -> bool:
     return "--debug" in args or os.environ.get("OODX_DEBUG", "") not in ("", "0")
 
 
 def _is_user_error(exc: BaseException) -> bool:
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+    if isinstance(exc, OSError) and exc.errno is not None:  # missing file, name too long, ...
         return True
     for cls in type(exc).__mro__:
         if (cls.__module__, cls.__name__) in _USER_ERRORS:
@@ -116,6 +137,8 @@ class LazyGroup(click.Group):
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
+        except BrokenPipeError:  # the reader went away (`oodx score ... | head`): not an error
+            raise click.exceptions.Exit(_silence_stdout()) from None
         except Exception as exc:
             if (ctx.obj or {}).get("debug"):
                 raise
@@ -160,7 +183,17 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (``oodx``)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    cli.main(args=args, prog_name="oodx", obj={"debug": _debug_requested(args)})
+    try:
+        cli.main(args=args, prog_name="oodx", obj={"debug": _debug_requested(args)})
+    except SystemExit as exc:
+        code = exc.code
+    else:  # pragma: no cover - click's standalone mode always exits
+        code = 0
+    try:  # output still buffered is written now, while a closed pipe can be handled quietly
+        sys.stdout.flush()
+    except BrokenPipeError:
+        code = _silence_stdout()
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

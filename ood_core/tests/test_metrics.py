@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from ood_core.metrics import OODMetrics, threshold_for_id_rate
@@ -216,6 +218,8 @@ def test_bad_input_names_the_argument(scores, labels, predictions, arg, expected
         ({"bins": 1000}, "bins"),
         ({"bins": 2**8}, "bins"),
         ({"void_label": 1.5}, "void_label"),
+        ({"offset": float("nan")}, "offset"),
+        ({"offset": "1"}, "offset"),
     ],
 )
 def test_bad_configuration(kwargs, arg):
@@ -336,7 +340,8 @@ def test_binned_close_to_exact(loc, scale):
     labels = np.where(rng.random(n) < 0.3, -1, 0)
     scores = loc + scale * (rng.standard_normal(n) + (labels < 0))
     exact = compute(scores, labels, fpr_at=[0.8, 0.95])
-    binned = OODMetrics(fpr_at=[0.8, 0.95], mode="binned")
+    # a known offset is given up front (bins are relative to |s - offset|)
+    binned = OODMetrics(fpr_at=[0.8, 0.95], mode="binned", offset=loc)
     for chunk in np.array_split(np.arange(n), 4):
         binned.update(scores[chunk], labels[chunk])
     assert_close(binned.compute(), exact, tol=1e-3)
@@ -377,6 +382,170 @@ def test_binned_memory_does_not_grow():
     assert exact_sizes[-1] == 10 * 50_000 * 8  # exact mode: 8 bytes a sample
     metrics.compute()
     assert state_nbytes(metrics) == sizes[0]
+
+
+def pairs_sharing_a_bin(scores: np.ndarray, labels: np.ndarray, bits: int) -> float:
+    """Fraction of (OOD, ID) pairs in one bin of the documented map but not exactly tied."""
+    from ood_core.metrics import _orderable_bins
+
+    is_ood = labels < 0
+    bins = _orderable_bins(scores.astype(np.float64), bits)
+    per_bin = [np.bincount(bins[m], minlength=2**bits) for m in (is_ood, ~is_ood)]
+    _, tie, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    per_value = [np.bincount(tie[m], minlength=counts.size) for m in (is_ood, ~is_ood)]
+    shared = float(np.dot(*per_bin)) - float(np.dot(*per_value))
+    return shared / (is_ood.sum() * (~is_ood).sum())
+
+
+def adversarial_orders(scores: np.ndarray, labels: np.ndarray) -> list[np.ndarray]:
+    """Batch orders that fooled a data-dependent binning: extremes first, sorted, reversed."""
+    far = np.argsort(-np.abs(scores - np.median(scores)), kind="stable")
+    return [np.argsort(scores), np.argsort(-scores), far, np.argsort(labels, kind="stable")]
+
+
+@pytest.mark.parametrize(
+    "loc, scale", [(0.0, 1.0), (1e6, 1e-3), (-3.0, 1e-4), (5e-30, 1e-31)], ids=str
+)
+def test_binned_error_bound_holds_whatever_the_order(loc, scale):
+    rng = np.random.default_rng(5)
+    n = 20_000
+    labels = np.where(rng.random(n) < 0.4, -1, 0)
+    scores = loc + scale * (rng.standard_normal(n) + (labels < 0))
+    scores[:100], labels[:100] = 1e6 + rng.random(100), -1  # the far OOD batch of issue 11
+    exact = compute(scores, labels)
+    bound = 0.5 * pairs_sharing_a_bin(scores, labels, bits=12) + 1e-12
+    results = []
+    for order in adversarial_orders(scores, labels):
+        binned = OODMetrics(mode="binned", bins=2**12)
+        for chunk in np.array_split(order, 50):
+            binned.update(scores[chunk], labels[chunk])
+        results.append(binned.compute())
+        assert abs(results[-1]["AUROC"] - exact["AUROC"]) <= bound
+    assert all(r == results[0] for r in results)  # the order does not matter at all
+
+
+def test_binned_resolution_is_relative_without_offset():
+    rng = np.random.default_rng(2)
+    labels = np.where(rng.random(50_000) < 0.5, -1, 0)
+    scores = 1e3 + rng.standard_normal(50_000) + (labels < 0)
+    exact = compute(scores, labels)["AUROC"]
+    bounds = []
+    for offset in (0.0, 1e3):
+        binned = compute(scores, labels, mode="binned", offset=offset)["AUROC"]
+        bounds.append(0.5 * pairs_sharing_a_bin(scores - offset, labels, bits=20) + 1e-12)
+        assert abs(binned - exact) <= bounds[-1]
+    assert bounds[1] < 1e-4 < bounds[0] / 10  # bins ~1e-3 wide around +-1, not ~0.5 at 1000
+
+
+def test_binned_issue_example_scores_far_apart_first():
+    rng = np.random.default_rng(0)
+    first = 1e6 + rng.random(100)
+    labels = np.where(rng.random(2000) < 0.5, -1, 0)
+    later = np.arange(2000) * 1e-3 + 0.3 * (labels < 0)
+    exact, binned = OODMetrics(), OODMetrics(mode="binned")
+    for metrics in (exact, binned):
+        metrics.update(first, -np.ones(100, dtype=np.int64))
+        metrics.update(later, labels)
+    assert binned.compute()["AUROC"] == pytest.approx(exact.compute()["AUROC"], abs=1e-4)
+
+
+@pytest.mark.parametrize("bits", [10, 20, 26])
+def test_binned_pairs_in_one_bin_are_relatively_close(bits):
+    from ood_core.metrics import _orderable_bins
+
+    rng = np.random.default_rng(bits)
+    a = rng.choice([-1.0, 1.0], 100_000) * 10.0 ** rng.uniform(-37, 38, 100_000)
+    b = a * (1.0 + rng.uniform(-2.0, 2.0, a.size) * 2.0 ** -(bits - 9))  # around a bin width
+    same = _orderable_bins(a, bits) == _orderable_bins(b, bits)
+    assert 0 < same.sum() < a.size
+    limit = 2.0 ** -(bits - 10) * np.maximum(np.abs(a), np.abs(b))
+    assert np.all(np.abs(a - b)[same] < limit[same])
+
+
+def test_exact_compute_memory_is_bounded():
+    import tracemalloc
+
+    rng = np.random.default_rng(7)
+    n = 1_000_000
+    labels = np.where(rng.random(n) < 0.5, -1, 0)
+    scores = np.round(rng.standard_normal(n), 3)
+    for parts, extra in ((1, 0), (8, 8)):
+        tracemalloc.start()  # before update: the stored scores are traced, and so is their release
+        try:
+            metrics = OODMetrics()
+            for i in range(parts):
+                metrics.update(scores[i::parts], labels[i::parts])
+            base = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            metrics.compute()
+            peak = tracemalloc.get_traced_memory()[1] - base
+        finally:
+            tracemalloc.stop()
+        larger_class = max(np.count_nonzero(labels < 0), np.count_nonzero(labels >= 0))
+        # documented: merging the batches of a class once (8 B a sample), plus a few MB
+        assert peak <= extra * larger_class + 4 * 2**20, (parts, peak / n)
+
+
+# --------------------------------------------------------------------------- hypothesis
+
+_finite = st.floats(-1e300, 1e300, allow_nan=False, allow_subnormal=True)
+_scores = st.one_of(
+    st.lists(_finite, min_size=2, max_size=60),
+    st.lists(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 1e-300, 2.0]), min_size=2, max_size=60),
+    st.lists(st.sampled_from([-np.inf, -1.0, 0.0, -0.0, 3.0, np.inf]), min_size=2, max_size=60),
+)
+
+
+@st.composite
+def scored_batches(draw: st.DrawFn) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Scores (ties, duplicates, infinities), labels of both kinds in any layout, batch cuts."""
+    scores = np.asarray(draw(_scores), dtype=np.float64)
+    n = scores.size
+    labels = np.asarray(draw(st.lists(st.integers(-3, 4), min_size=n, max_size=n)), np.int64)
+    i, j = draw(st.lists(st.integers(0, n - 1), min_size=2, max_size=2, unique=True))
+    labels[i], labels[j] = -1, 0
+    cuts = sorted(draw(st.lists(st.integers(0, n), max_size=5)))
+    return scores, labels, cuts
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # sklearn, 1e300
+@settings(max_examples=150, deadline=None)
+@given(scored_batches())
+def test_hypothesis_exact_matches_sklearn(case):
+    scores, labels, cuts = case
+    metrics = OODMetrics(fpr_at=RATES)
+    for part in np.split(np.arange(scores.size), cuts):
+        metrics.update(scores[part], labels[part])
+    finite = np.clip(scores, -1e308, 1e308)  # sklearn cannot take inf; ranks are the same
+    assert_close(metrics.compute(), reference(finite, labels, RATES), tol=1e-9)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # sklearn, 1e300
+@settings(max_examples=100, deadline=None)
+@given(scored_batches(), st.sampled_from([10, 16, 20]))
+def test_hypothesis_binned_within_the_stated_bound(case, bits):
+    scores, labels, cuts = case
+    metrics = OODMetrics(mode="binned", bins=2**bits)
+    for part in np.split(np.arange(scores.size), cuts):
+        metrics.update(scores[part], labels[part])
+    finite = np.clip(scores, -1e308, 1e308)
+    got, want = metrics.compute()["AUROC"], roc_auc_score(labels < 0, finite)
+    # +-inf and |s| > 3.4e38 share bins too: counted by the helper through the same map
+    assert abs(got - want) <= 0.5 * pairs_sharing_a_bin(scores, labels, bits) + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(scored_batches(), st.integers(0, 59), st.sampled_from(["exact", "binned"]))
+def test_hypothesis_nan_is_refused_and_state_kept(case, where, mode):
+    scores, labels, _ = case
+    metrics = OODMetrics(mode=mode)
+    metrics.update(scores, labels)
+    before = metrics.compute()
+    bad = scores.copy()
+    bad[where % bad.size] = np.nan
+    with pytest.raises(ValueError, match="argument 'scores' must be free of NaN"):
+        metrics.update(bad, labels)
+    assert metrics.compute() == before
 
 
 # --------------------------------------------------------------------------- threshold

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from oodx.errors import UserError
-from oodx.inputs import load_inputs
+from oodx.inputs import describe_rows, load_inputs, nonfinite_rows
 
 _EXISTING = click.Path(exists=True, path_type=Path)
 
@@ -24,13 +24,56 @@ def _set_name(path: Path, taken: set[str]) -> str:
 
 
 def _scores(runner: Any, path: Path, batch_size: int) -> dict[str, Any]:
+    """The model's outputs on the inputs in ``path``; non-finite inputs or scores are refused
+    (a NaN ranked anywhere would count some sample as in-distribution or not arbitrarily)."""
+    import numpy as np
+
     data, _ = load_inputs(path, runner.input_shape)
-    if len(data) == 0:
-        raise UserError(f"{path} holds no inputs")
+    bad = nonfinite_rows(data)
+    if bad.any():
+        raise UserError(
+            f"{describe_rows(bad)} in {path} hold NaN or inf; oodx eval needs finite inputs",
+            hint="drop or repair those rows (oodx score flags them OOD)",
+        )
     try:
-        return runner.run(data, batch_size=batch_size)
+        run = runner.run(data, batch_size=batch_size)
     except Exception as exc:  # noqa: BLE001 - onnxruntime errors on bad input
         raise UserError(f"onnxruntime failed on {path}: {exc}") from None
+    scores = np.asarray(run["score"]).reshape(data.shape[0], -1)
+    bad = ~np.isfinite(scores).all(axis=1)
+    if bad.any():
+        raise UserError(
+            f"the model gives NaN or infinite scores for {describe_rows(bad)} in {path}; "
+            "oodx eval refuses to rank them (a non-finite score is OOD when deployed, but "
+            "counting it as the top score would credit the detector on OOD sets)"
+        )
+    return run
+
+
+def _read_labels(path: Path, n: int) -> Any:
+    """Integer class labels ``>= 0``, one per ID input, from a ``.npy`` file."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            labels = np.load(f, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - numpy raises many kinds on malformed files
+        raise UserError(f"cannot read --id-labels {path}: {exc}") from None
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.shape != (n,):
+        got = (
+            f"{labels.dtype} array of shape {labels.shape}"
+            if isinstance(labels, np.ndarray)
+            else "an .npz archive"
+        )
+        raise UserError(
+            f"--id-labels must be integer class labels, one per ID input ({n}), got {got}"
+        )
+    if labels.size and labels.min() < 0:
+        raise UserError(
+            f"--id-labels must be class indices >= 0 (the ID inputs are in-distribution), got "
+            f"{int(np.count_nonzero(labels < 0))} negative label(s), e.g. {int(labels.min())}"
+        )
+    return labels
 
 
 @click.command(
@@ -108,15 +151,7 @@ def evaluate(
     id_run = _scores(runner, id_path, batch_size)
     labels = None
     if id_labels is not None:
-        try:
-            labels = np.load(id_labels, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise UserError(f"cannot read {id_labels}: {exc}") from None
-        if labels.dtype.kind not in "iu" or labels.shape != id_run["score"].shape[:1]:
-            raise UserError(
-                f"--id-labels must be integer class labels, one per ID input "
-                f"({id_run['score'].shape[0]}), got {labels.dtype} array of shape {labels.shape}"
-            )
+        labels = _read_labels(id_labels, id_run["score"].shape[0])
     taken: set[str] = set()
     ood_runs = {_set_name(p, taken): _scores(runner, p, batch_size) for p in ood_paths}
 

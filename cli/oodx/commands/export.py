@@ -122,7 +122,10 @@ Examples:
 @click.option(
     "--trust-pickle",
     is_flag=True,
-    help="Accept a torch.save pickle (runs code from the file: only for files you trust).",
+    help=(
+        "Accept a plain torch.save pickle (runs code from the file: only for files you "
+        "trust). The one way oodx unpickles; .pt2 archives are checked either way."
+    ),
 )
 @click.option("--input-shape", help="Input shape without batch, for pickles (like 3,32,32).")
 @click.option(
@@ -225,9 +228,12 @@ def score(
 
     INPUTS is a .npy array shaped like the model input or a folder of images (scaled to [0, 1],
     resized to the model's input size; needs Pillow). `is_ood` (score > threshold) is given
-    when the model was exported with --calibrate.
+    when the model was exported with --calibrate; a NaN or infinite score, and any input
+    holding NaN or inf, is flagged OOD (is_ood 1) whatever its score.
     """
     import numpy as np
+
+    from oodx.inputs import describe_rows, nonfinite_rows
 
     if output is not None and output.suffix.lower() not in (".csv", ".npz"):
         raise UserError(f"-o must end in .csv or .npz, got {output.name}")
@@ -239,56 +245,84 @@ def score(
         except ValueError as exc:
             raise UserError(str(exc)) from None
         data, names = load_inputs(inputs, runner.input_shape)
-        n = data.shape[0]
-        starts = range(0, n, batch_size)
-        parts: list[dict[str, Any]] = []
-        show = len(starts) > 1
-        with click.progressbar(
-            starts,
-            label=f"scoring {n} inputs",
-            file=sys.stderr if show else io.StringIO(),
-        ) as bar:
-            for start in bar:
-                try:
-                    parts.append(runner.run(data[start : start + batch_size]))
-                except Exception as exc:  # noqa: BLE001 - onnxruntime errors on bad input
-                    raise UserError(f"onnxruntime failed on inputs {start}..: {exc}") from None
-    result = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        result = _score_batches(runner, data, batch_size)
+    bad_inputs = nonfinite_rows(data)
+    if bad_inputs.any():
+        click.secho(
+            f"Warning: {describe_rows(bad_inputs)} hold NaN or inf; their scores mean nothing"
+            + (" and they are flagged OOD" if runner.threshold is not None else ""),
+            fg="yellow",
+            err=True,
+        )
     if runner.threshold is not None:
-        result["is_ood"] = result["score"] > runner.threshold
-    classes = runner.metadata.get("classes")
-    segmentation = result["score"].ndim > 1
+        flagged = runner.is_ood(result["score"])  # a non-finite score is OOD
+        flagged[bad_inputs] = True
+        result["is_ood"] = flagged
+    n = data.shape[0]
     if output is not None and output.suffix.lower() == ".npz":
         np.savez_compressed(output, names=np.asarray(names), **result)
         click.echo(f"wrote {output} ({n} inputs: {', '.join(result)})", err=True)
         return
-    if segmentation:
+    if result["score"].ndim > 1:
         raise UserError(
             "this is a segmentation model (per-pixel scores): write them with -o scores.npz"
         )
-    rows = []
-    for i in range(n):
-        row = {
-            "input": names[i],
-            "score": f"{float(result['score'][i]):.7g}",
-            "prediction": int(result["prediction"][i]),
-        }
-        if isinstance(classes, list) and 0 <= row["prediction"] < len(classes):
-            row["class"] = classes[row["prediction"]]
-        if "is_ood" in result:
-            row["is_ood"] = int(bool(result["is_ood"][i]))
-        rows.append(row)
-    handle = open(output, "w", newline="") if output is not None else None
-    try:
-        writer = csv.DictWriter(handle or sys.stdout, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    finally:
-        if handle is not None:
-            handle.close()
+    rows = _score_rows(result, names, runner.metadata.get("classes"))
+    _write_csv(rows, output)
     if output is not None:
         flagged = f", {int(result['is_ood'].sum())} flagged OOD" if "is_ood" in result else ""
         click.echo(f"wrote {output} ({n} inputs{flagged})", err=True)
+
+
+def _score_batches(runner: Any, data: Any, batch_size: int) -> dict[str, Any]:
+    """The model's outputs over ``data`` in batches (progress on stderr when there are several)."""
+    import numpy as np
+
+    n = data.shape[0]
+    starts = range(0, n, batch_size)
+    parts: list[dict[str, Any]] = []
+    with click.progressbar(
+        starts,
+        label=f"scoring {n} inputs",
+        file=sys.stderr if len(starts) > 1 else io.StringIO(),
+    ) as bar:
+        for start in bar:
+            try:
+                parts.append(runner.run(data[start : start + batch_size]))
+            except Exception as exc:  # noqa: BLE001 - onnxruntime errors on bad input
+                raise UserError(f"onnxruntime failed on inputs {start}..: {exc}") from None
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _score_rows(result: dict[str, Any], names: list[str], classes: Any) -> list[dict[str, Any]]:
+    """One CSV row per input: name, score, prediction, class name, is_ood."""
+    rows = []
+    for i, name in enumerate(names):
+        row = {
+            "input": name,
+            "score": f"{float(result['score'][i]):.7g}",
+            "prediction": int(result["prediction"][i]),
+        }
+        if isinstance(classes, list):
+            in_range = 0 <= row["prediction"] < len(classes)
+            row["class"] = classes[row["prediction"]] if in_range else ""
+        if "is_ood" in result:
+            row["is_ood"] = int(bool(result["is_ood"][i]))
+        rows.append(row)
+    return rows
+
+
+def _write_csv(rows: list[dict[str, Any]], output: Path | None) -> None:
+    """``rows`` as CSV into ``output``, or onto stdout when it is ``None``."""
+    if output is None:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    with open(output, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,14 +360,15 @@ def inspect(model: Path, as_json: bool) -> None:
         return
     with _user_errors():
         try:
-            import onnx
+            import onnx  # noqa: F401 - checked here for a clear message
         except ImportError:
             raise UserError("inspect needs the onnx package", hint="pip install onnx") from None
+        from ood_exporter_onnx.runtime import decode_metadata, read_onnx
+
         try:
-            proto = onnx.load(str(model), load_external_data=False)
-        except Exception as exc:  # noqa: BLE001 - protobuf decode errors
-            raise UserError(f"{model} is not a readable ONNX file: {exc}") from None
-        from ood_exporter_onnx.runtime import decode_metadata
+            proto = read_onnx(model)  # refuses empty and non-protobuf files
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
 
     init = {t.name for t in proto.graph.initializer}
     inputs = [(i.name, _type_words(i)) for i in proto.graph.input if i.name not in init]
@@ -408,28 +443,40 @@ def inspect(model: Path, as_json: bool) -> None:
 
 
 def _inspect_checkpoint(path: Path, as_json: bool) -> None:
-    """Describe a checkpoint from its manifest (read with zipfile: no torch, no unpickling)."""
+    """Describe a checkpoint from its manifest, after the archive checks (no torch, no unpickling)."""
     import zipfile
+
+    from ood_core.archive import open_archive
+    from ood_core.errors import CheckpointError
 
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
-            manifest_name = next((n for n in names if n.endswith("/oodx/manifest.json")), None)
-            manifest = json.loads(zf.read(manifest_name)) if manifest_name else None
-            pt2 = any(n.endswith("/archive_format") for n in names)
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError):
+    except (zipfile.BadZipFile, OSError, ValueError):
         if path.read_bytes()[:1] == b"\x80":
             raise UserError(
                 f"{path} is a legacy torch.save pickle; oodx reads it only with --trust-pickle"
             ) from None
         raise UserError(f"{path} is truncated or corrupted (unreadable zip archive)") from None
+    pt2 = any(n == "archive_format" or n.endswith("/archive_format") for n in names)
+    manifest = None
+    if pt2:  # the same allow-list and schema checks as loading: a refused file is reported so
+        try:
+            arc = open_archive(path)
+        except CheckpointError as exc:
+            raise UserError(str(exc)) from None
+        manifest = arc.manifest
+        arc.close()
     if manifest is None:
+        if not pt2 and not any(n.endswith("data.pkl") for n in names):
+            raise UserError(
+                f"{path} is a zip archive but not an oodx checkpoint (no PT2 archive, no "
+                "torch.save pickle)"
+            )
         kind = (
             "a torch.export archive (.pt2) without oodx metadata: exportable, no loss state"
             if pt2
             else "a torch.save pickle: export needs --trust-pickle (unpickling runs code)"
-            if any(n.endswith("data.pkl") for n in names)
-            else "a zip archive that is not an oodx checkpoint"
         )
         if as_json:
             click.echo(json.dumps({"file": str(path), "kind": kind}, indent=2))

@@ -74,11 +74,25 @@ def decode_metadata(props: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
-def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The decoded ``oodx.*`` metadata of an ONNX file (reads the graph with onnx, no runtime)."""
+def read_onnx(path: str | os.PathLike[str]) -> Any:
+    """The ``onnx.ModelProto`` in ``path`` (external data not loaded); ``ValueError`` when the
+    file is not an ONNX model (protobuf reads an empty file as an empty, valid message)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors
+        raise ValueError(f"{path} is not a readable ONNX file: {exc}") from None
+    if not model.ir_version or not model.HasField("graph") or not model.opset_import:
+        raise ValueError(
+            f"{path} is not a readable ONNX file (no IR version, graph or opset: empty or not ONNX)"
+        )
+    return model
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The decoded ``oodx.*`` metadata of an ONNX file (reads the graph with onnx, no runtime)."""
+    model = read_onnx(path)
     return decode_metadata({p.key: p.value for p in model.metadata_props})
 
 
@@ -175,19 +189,27 @@ class OnnxModel:
         return dict(zip(self.output_names, values))
 
     def is_ood(self, score: Any) -> np.ndarray:
-        """``score > threshold`` (the calibrated threshold); raises if the model has none."""
+        """``score > threshold`` (the calibrated threshold), and ``True`` for a NaN or +-inf
+        score (fail closed); raises if the model has no threshold."""
         if self.threshold is None:
             raise ValueError(
                 f"{self.path} carries no threshold; export it with calibration data "
                 "(oodx export ... --calibrate id.npy)"
             )
-        return np.asarray(score) > self.threshold
+        return flag_ood(score, self.threshold)
 
     def __repr__(self) -> str:
         return (
             f"OnnxModel({str(self.path)!r}, device={self.device!r}, providers={self.providers}, "
             f"scorer={self.metadata.get('scorer')!r}, threshold={self.threshold})"
         )
+
+
+def flag_ood(score: Any, threshold: float) -> np.ndarray:
+    """``score > threshold`` elementwise, with every non-finite score (NaN, +-inf) flagged OOD."""
+    s = _as_array(score, np.float64) if hasattr(score, "detach") else np.asarray(score)
+    with np.errstate(invalid="ignore"):
+        return (s > threshold) | ~np.isfinite(s)
 
 
 _ORT_TYPES = {
@@ -210,4 +232,11 @@ def _as_array(x: Any, dtype: Any) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-__all__ = ["OnnxModel", "OnnxRuntimeWarning", "check_runtime_install", "read_metadata"]
+__all__ = [
+    "OnnxModel",
+    "OnnxRuntimeWarning",
+    "check_runtime_install",
+    "flag_ood",
+    "read_metadata",
+    "read_onnx",
+]
