@@ -49,6 +49,11 @@ _LAZY = {
     "OODMetrics": "ood_core.metrics",
     "save": "ood_core.checkpoint",
     "load": "ood_core.checkpoint",
+    "Loss": "ood_core.loss",
+    "Scorer": "ood_core.scoring",
+    "select_output": "ood_core.outputs",
+    "tap": "ood_core.outputs",
+    "resolve_scorer": "ood_core.resolve",
 }
 
 
@@ -57,8 +62,11 @@ _SUBMODULES = {
     "checkpoint",
     "functional",
     "labels",
+    "loss",
     "metrics",
+    "outputs",
     "reduction",
+    "resolve",
     "scoring",
     "testing",
     "validation",

@@ -19,3 +19,11 @@ def check_real(owner: str, arg: str, value: object, *, minimum: float | None = N
     if minimum is not None and value < minimum:
         raise fail(owner, arg, f"a real number >= {minimum:g}", repr(value))
     return float(value)
+
+
+def check_positive(owner: str, arg: str, value: object) -> float:
+    """``value`` must be a finite real number ``> 0`` (a temperature, a scale); as float."""
+    value = check_real(owner, arg, value)
+    if not value > 0:
+        raise fail(owner, arg, "a finite real number > 0", repr(value))
+    return value

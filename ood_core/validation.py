@@ -1,14 +1,29 @@
 """Input checks shared by losses and scorers, with errors that name the owner and the argument.
 
-Shape, rank and dtype checks are free and always run. Value checks (NaN, target range) need the
-values on the host: they run in eager mode on CPU tensors, are skipped while ``torch.compile`` or
-``torch.export`` trace, and on accelerators run only when enabled (they would force a
-host-device synchronisation). Control them with ``OODX_VALUE_CHECKS=auto|always|never`` or
+Shape, rank and dtype checks are free and always run. Value checks (non-finite values, target
+range) need the values on the host: they run in eager mode on CPU tensors, are skipped while
+``torch.compile`` or ``torch.export`` trace, and on accelerators run only when enabled (they would
+force a host-device synchronisation). Control them with ``OODX_VALUE_CHECKS=auto|always|never`` or
 :func:`set_value_checks`.
+
+The rule for non-finite inputs (one for every loss and scorer):
+
+- Where value checks run, NaN and ``+inf`` in any floating input raise ``ValueError`` naming the
+  argument; so does ``-inf``, except in logits that enter a softmax (``masks=True``), where
+  ``-inf`` masks a class: allowed as long as every sample keeps a finite logit (and, for a loss,
+  the logit of each ID sample's target class is finite). With such masks the result is finite
+  and computed stably. The check is one reduction (a sum, finite unless a value is non-finite;
+  only a non-finite sum pays for the exact count).
+- Where checks do not run (compiled, exported, on an accelerator) nothing is read on the host;
+  a scorer then fails closed: a non-finite input gives a NaN or ``+inf`` score (see
+  :func:`fail_closed`), never a small, in-distribution one.
+- Integer targets of any width are accepted (converted to int64 once, in :func:`check_target`);
+  a tensor of rank >= 2 needs at least one entry in dim 1 (classes or features).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -87,23 +102,66 @@ def check_tensor(owner: str, arg: str, x: object) -> Tensor:
     return x
 
 
-def check_float(owner: str, arg: str, x: object, ranks: Sequence[int] | None = None) -> Tensor:
-    """``x`` must be a floating tensor of one of ``ranks``, without NaN (when value checks run)."""
+def check_float(
+    owner: str,
+    arg: str,
+    x: object,
+    ranks: Sequence[int] | None = None,
+    *,
+    masks: bool = False,
+) -> Tensor:
+    """``x`` must be a floating tensor of one of ``ranks``, finite where value checks run.
+
+    ``masks=True`` (logits entering a softmax) allows ``-inf`` as a class mask, as long as every
+    slice along dim 1 keeps a finite value. See the module docstring for the rule.
+    """
+    x = check_float_shape(owner, arg, x, ranks)
+    check_finite(owner, arg, x, masks=masks)
+    return x
+
+
+def check_float_shape(owner: str, arg: str, x: object, ranks: Sequence[int] | None) -> Tensor:
+    """The free part of :func:`check_float`: a floating tensor of one of ``ranks``, dim 1 > 0.
+
+    For callers that check the values later with :func:`check_finite`.
+    """
     x = check_tensor(owner, arg, x)
     if not x.is_floating_point():
         raise fail(owner, arg, "a floating-point tensor", x)
     if ranks is not None and x.dim() not in ranks:
         raise fail(owner, arg, f"a tensor of rank {' or '.join(map(str, ranks))}", x)
-    # amax propagates NaN and is much cheaper than materialising isnan(x); NaN != NaN
-    if value_checks_enabled(x) and x.numel() and _is_nan(x.detach().amax().item()):
-        raise fail(
-            owner, arg, "free of NaN", f"{int(torch.isnan(x).sum())} NaN value(s) in {_describe(x)}"
-        )
+    if x.dim() >= 2 and x.shape[1] == 0:
+        raise fail(owner, arg, "a tensor with at least one entry in dim 1 (classes or features)", x)
     return x
 
 
-def _is_nan(value: float) -> bool:
-    return value != value
+def check_finite(owner: str, arg: str, x: Tensor, *, masks: bool = False) -> bool:
+    """Raise unless ``x`` is finite (``-inf`` allowed as a class mask with ``masks``).
+
+    Runs only where value checks run; returns whether ``x`` holds ``-inf`` (masked classes).
+    """
+    if not (value_checks_enabled(x) and x.numel()):
+        return False
+    y = x.detach()
+    # one cheap reduction: a sum of finite values is finite unless it overflows (fp16 sums in
+    # fp32); only a non-finite sum pays for the exact counts below
+    if math.isfinite(y.sum(dtype=torch.float32 if y.dtype == torch.float16 else None).item()):
+        return False
+    nan = int(torch.isnan(y).sum())
+    if nan:
+        raise fail(owner, arg, "free of NaN", f"{nan} NaN value(s) in {_describe(x)}")
+    pos, neg = int((y == math.inf).sum()), int((y == -math.inf).sum())
+    if pos or (neg and not masks):
+        expected = "finite (-inf only to mask a class)" if masks else "finite"
+        raise fail(owner, arg, expected, f"{pos} +inf and {neg} -inf value(s) in {_describe(x)}")
+    if neg and y.dim() >= 2 and bool((y.amax(dim=1) == -math.inf).any()):
+        raise fail(
+            owner,
+            arg,
+            "finite for at least one class of every sample (-inf masks a class, not all)",
+            f"a sample with only -inf values in {_describe(x)}",
+        )
+    return neg > 0
 
 
 def check_target(
@@ -116,11 +174,14 @@ def check_target(
 ) -> Tensor:
     """``target`` must be an integer tensor of ``shape`` with values ``< num_classes``.
 
-    Negative values are OOD and always allowed.
+    Negative values are OOD and always allowed. Any integer dtype is accepted; the result is
+    int64 (the dtype torch's indexing and cross-entropy need), converted once here.
     """
     target = check_tensor(owner, arg, target)
     if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
         raise fail(owner, arg, "an integer tensor of class indices (negative = OOD)", target)
+    if target.dtype != torch.long:
+        target = target.long()
     if tuple(target.shape) != tuple(shape):
         raise fail(owner, arg, f"of shape {tuple(shape)} to match the other inputs", target)
     if num_classes is not None and value_checks_enabled(target) and target.numel():
@@ -133,6 +194,17 @@ def check_target(
                 f"the value {high} in {_describe(target)}",
             )
     return target
+
+
+def fail_closed(scores: Tensor) -> Tensor:
+    """Outlier ``scores`` with NaN and ``-inf`` replaced by ``+inf``, the most OOD score.
+
+    Where value checks do not run (compiled, exported), a non-finite input can make a score NaN
+    or ``-inf`` (``-max`` of a ``+inf`` logit); a scorer ends with this so such an input is
+    never scored as in-distribution. Pure tensor code: it exports to ONNX.
+    """
+    bad = torch.isnan(scores) | (scores == -math.inf)
+    return torch.where(bad, torch.full_like(scores, math.inf), scores)
 
 
 def check_batch(owner: str, **tensors: Tensor) -> int:
@@ -158,12 +230,15 @@ def check_classification(
     arg: str = "logits",
     ranks: Sequence[int] = (2, 4),
     target_arg: str = "target",
+    masks: bool = False,
 ) -> tuple[Tensor, Tensor]:
     """Check ``(B, C)`` or ``(B, C, H, W)`` scores against targets ``(B,)`` or ``(B, H, W)``.
 
     ``arg`` and ``target_arg`` are the names the caller's forward gives the two arguments.
+    ``masks=True`` allows ``-inf`` logits as class masks (see :func:`check_float`), except at the
+    target class of an ID entry. Returns the scores and the targets as int64.
     """
-    logits = check_float(owner, arg, logits, ranks)
+    logits = check_float_shape(owner, arg, logits, ranks)
     shape = (logits.shape[0], *logits.shape[2:])
     target = check_tensor(owner, target_arg, target)
     if target.dim() >= 1 and logits.dim() >= 1 and target.shape[0] != logits.shape[0]:
@@ -174,4 +249,22 @@ def check_classification(
             target,
         )
     target = check_target(owner, target, shape=shape, num_classes=logits.shape[1], arg=target_arg)
+    if check_finite(owner, arg, logits, masks=masks) and target.numel():
+        check_target_logits(owner, arg, logits, target)
     return logits, target
+
+
+def check_target_logits(owner: str, arg: str, logits: Tensor, target: Tensor) -> None:
+    """Raise if the logit of an ID entry's target class is ``-inf`` (a masked class).
+
+    Call only where value checks run and ``logits`` hold ``-inf`` (it reads values on the host).
+    """
+    index = torch.where(target >= 0, target, torch.zeros_like(target)).long().unsqueeze(1)
+    at_target = logits.detach().gather(1, index).squeeze(1)
+    if bool(((at_target == -math.inf) & (target >= 0)).any()):
+        raise fail(
+            owner,
+            arg,
+            "finite at the target class of every ID entry (a masked class cannot be the target)",
+            f"-inf at the target class in {_describe(logits)}",
+        )

@@ -19,7 +19,7 @@ def oodx_register_losses(register):
         uses_ood=False,
         scorer="msp",
         inputs=("logits", "target"),
-        aliases=("ce",),
+        aliases=("ce", "crossentropyloss"),
     )
 
 
@@ -33,7 +33,7 @@ def oodx_register_scorers(register):
         reads="logits",
         needs_fit=False,
         tasks=_BOTH,
-        aliases=("max-softmax",),
+        aliases=("max-softmax", "maxsoftmax"),
     )
     register(
         name="max-logit",
@@ -43,6 +43,7 @@ def oodx_register_scorers(register):
         reads="logits",
         needs_fit=False,
         tasks=_BOTH,
+        aliases=("maxlogit",),
     )
     register(
         name="energy",
@@ -52,6 +53,7 @@ def oodx_register_scorers(register):
         reads="logits",
         needs_fit=False,
         tasks=_BOTH,
+        aliases=("energybased",),
     )
     register(
         name="entropy",

@@ -5,31 +5,33 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ood_core.arguments import check_positive
 from ood_core.functional import energy
 from ood_core.reduction import compute_dtype
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float
+from ood_core.validation import check_float, fail_closed
 
 
 def _logits(owner: Scorer, logits: Tensor) -> Tensor:
-    x = check_float(type(owner).__name__, "logits", logits, ranks=(2, 4))
+    # -inf masks a class (every sample keeps a finite logit); NaN and +inf are refused
+    x = check_float(type(owner).__name__, "logits", logits, ranks=(2, 4), masks=True)
     return x.to(compute_dtype(x.dtype))
 
 
 class MaxSoftmax(Scorer):
-    """Negative maximum softmax probability, ``-max_c softmax(f(x))_c``.
+    """Negative maximum softmax probability, ``-max_c softmax(f(x) / T)_c``.
 
     Hendrycks & Gimpel, "A Baseline for Detecting Misclassified and Out-of-Distribution Examples
-    in Neural Networks", ICLR 2017.
+    in Neural Networks", ICLR 2017. The temperature ``T`` must be > 0.
     """
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        self.temperature = float(temperature)
+        self.temperature = check_positive(type(self).__name__, "temperature", temperature)
 
     def forward(self, logits: Tensor) -> Tensor:
         x = _logits(self, logits) / self.temperature
-        return -torch.softmax(x, dim=1).amax(dim=1)
+        return fail_closed(-torch.softmax(x, dim=1).amax(dim=1))
 
 
 class MaxLogit(Scorer):
@@ -39,30 +41,32 @@ class MaxLogit(Scorer):
     """
 
     def forward(self, logits: Tensor) -> Tensor:
-        return -_logits(self, logits).amax(dim=1)
+        return fail_closed(-_logits(self, logits).amax(dim=1))
 
 
 class EnergyScore(Scorer):
-    """Free energy ``-T log sum_c exp(f_c(x) / T)`` (higher = more OOD).
+    """Free energy ``-T log sum_c exp(f_c(x) / T)`` (higher = more OOD), ``T > 0``.
 
     Liu et al., "Energy-based Out-of-distribution Detection", NeurIPS 2020.
     """
 
     def __init__(self, temperature: float = 1.0) -> None:
         super().__init__()
-        if not temperature > 0:
-            raise ValueError(
-                f"EnergyScore: argument 'temperature' must be > 0, got {temperature!r}"
-            )
-        self.temperature = float(temperature)
+        self.temperature = check_positive(type(self).__name__, "temperature", temperature)
 
     def forward(self, logits: Tensor) -> Tensor:
-        return energy(_logits(self, logits), self.temperature)
+        return fail_closed(energy(_logits(self, logits), self.temperature))
 
 
 class Entropy(Scorer):
-    """Shannon entropy of the softmax, ``-sum_c p_c log p_c`` with ``p = softmax(f(x))``."""
+    """Shannon entropy of the softmax, ``-sum_c p_c log p_c`` with ``p = softmax(f(x))``.
+
+    A masked class (``-inf`` logit, ``p_c = 0``) contributes ``0 log 0 = 0``.
+    """
 
     def forward(self, logits: Tensor) -> Tensor:
         logp = torch.log_softmax(_logits(self, logits), dim=1)
-        return -(logp.exp() * logp).sum(dim=1)
+        p = logp.exp()
+        # 0 log 0 = 0: keep log p of masked classes (-inf) out of the product and its gradient
+        safe = torch.where(p > 0, logp, torch.zeros_like(logp))
+        return fail_closed(-(p * safe).sum(dim=1))

@@ -109,8 +109,9 @@ def default_inputs(spec: InputSpec, names: tuple[str, ...]) -> tuple[Any, ...]:
     """Forward arguments named ``names`` for ``spec``.
 
     ``logits`` are ``(B, C)`` or ``(B, C, H, W)``; ``embedding``/``features`` are ``(B, D)`` or
-    ``(B, D, H, W)``; ``target``/``targets``/``y`` are class indices ``(B,)`` or ``(B, H, W)``
-    with ``-1`` for OOD. Other names need a case's ``make_inputs``.
+    ``(B, D, H, W)``; ``distances``/``distmat`` are non-negative ``(B, C)``; ``confidence`` is
+    ``(B, 1)`` in ``(0, 1)``; ``target``/``targets``/``y`` are class indices ``(B,)`` or
+    ``(B, H, W)`` with ``-1`` for OOD. Other names need a case's ``make_inputs``.
     """
     generator = torch.Generator().manual_seed(spec.seed)
     batch = 0 if spec.mode == "empty" else spec.batch
@@ -123,6 +124,12 @@ def default_inputs(spec: InputSpec, names: tuple[str, ...]) -> tuple[Any, ...]:
             out.append(make_float(spec, (batch, spec.dim, *spatial), generator, scale=1.0))
         elif name in ("target", "targets", "y", "labels"):
             out.append(make_target(spec, (batch, *spatial), generator))
+        elif name in ("distances", "distmat"):
+            d = torch.randn(batch, spec.num_classes, generator=generator) ** 2 * 2.0
+            out.append(d.to(device=spec.device, dtype=spec.dtype).requires_grad_(True))
+        elif name == "confidence":
+            c = 0.05 + 0.9 * torch.rand(batch, 1, generator=generator)
+            out.append(c.to(device=spec.device, dtype=spec.dtype).requires_grad_(True))
         else:
             raise ValueError(
                 f"the conformance kit cannot generate forward argument {name!r}; give the case a "

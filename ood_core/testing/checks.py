@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ood_core.registry import get_info, get_registry
 from ood_core.testing.cases import InputSpec, LossCase, ScorerCase, default_inputs
+from ood_core.testing.contract import check_loss_config, check_loss_roles, check_scorer_fit
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 #: backend for the compile checks: "eager" checks graph capture (fullgraph) cheaply; set
@@ -283,26 +284,37 @@ def _expect_value_error(
     raise AssertionError(f"{what}: bad input was accepted silently")
 
 
+def _arg_names(module: nn.Module, info: Any, i: int, method: str = "forward") -> set[str]:
+    """Names the ``i``-th argument of ``module.<method>`` goes by: parameter name, registered role."""
+    params = [p.name for p in inspect.signature(getattr(module, method)).parameters.values()]
+    out = {params[i]} if i < len(params) else set()
+    reads = getattr(info, "reads", None)
+    inputs = getattr(info, "inputs", None) or (reads if isinstance(reads, tuple) else (reads,))
+    if i < len(inputs) and inputs[i]:
+        out.add(inputs[i])
+    return out
+
+
+def _int_inputs(args: tuple[Any, ...]) -> list[int]:
+    return [
+        i
+        for i, a in enumerate(args)
+        if isinstance(a, Tensor) and not a.is_floating_point() and a.dtype != torch.bool
+    ]
+
+
 def check_loss_bad_input(case: LossCase) -> None:
     """Wrong rank, mismatched batch, target >= C, float target and NaN raise a clear ValueError."""
     info = _loss_info(case)
     loss = _build_loss(case)
     args = _loss_inputs(case, _spec(case))
-    params = [p.name for p in inspect.signature(loss.forward).parameters.values()]
     names = {info.name, type(loss).__name__}
 
     def arg_names(i: int) -> set[str]:
-        out = {params[i]} if i < len(params) else set()
-        if i < len(info.inputs):
-            out.add(info.inputs[i])
-        return out
+        return _arg_names(loss, info, i)
 
     floats = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.is_floating_point()]
-    ints = [
-        i
-        for i, a in enumerate(args)
-        if isinstance(a, Tensor) and not a.is_floating_point() and a.dtype != torch.bool
-    ]
+    ints = _int_inputs(args)
     mutations: list[tuple[str, int, Callable[[Tensor], Tensor]]] = []
     if floats:
         i = floats[0]
@@ -330,6 +342,113 @@ def check_loss_bad_input(case: LossCase) -> None:
         if label == "mismatched batch":
             allowed = set().union(*(arg_names(i) for i in range(len(args))))
         _expect_value_error(loss, tuple(bad), names, allowed, f"{case} ({label})")
+
+
+def _with_value(x: Tensor, value: float, where: str) -> Tensor:
+    """A copy of ``x`` (requiring grad) with ``value`` at its first or last element."""
+    y = x.detach().clone()
+    y.view(-1)[0 if where == "first" else -1] = value
+    return y.requires_grad_(x.requires_grad)
+
+
+def _value_error_or_finite(
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    names: set[str],
+    arg_names: set[str],
+    what: str,
+    leaves: tuple[Any, ...] | None = None,
+) -> Tensor | None:
+    """``fn(*args)`` must raise a ValueError naming the owner and the argument, or be finite.
+
+    Returns the result when it is finite (gradients w.r.t. ``leaves`` checked too, for losses),
+    ``None`` when it raised the right error.
+    """
+    try:
+        out = fn(*args)
+    except ValueError as exc:
+        message = str(exc)
+        assert any(n in message for n in names) and any(a in message for a in arg_names), (
+            f"{what}: the ValueError must name the owner ({' or '.join(sorted(names))}) and the "
+            f"argument ({' or '.join(sorted(arg_names))}): {message}"
+        )
+        return None
+    except Exception as exc:  # noqa: BLE001 - the wrong kind of error is the failure we report
+        raise AssertionError(
+            f"{what}: expected a ValueError naming the argument or a finite result, got "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    _assert_finite(out, f"{what} (no ValueError, so the result must be finite)")
+    if leaves is not None and out.requires_grad:
+        _backward(out, args, leaves[0], what)
+    return out
+
+
+def check_loss_non_finite(case: LossCase) -> None:
+    """+inf/-inf in any float input (eager, CPU): a ValueError naming it, or a finite loss.
+
+    A finite loss must have finite gradients (``-inf`` logits may mask a class). NaN is
+    covered by ``check_loss_bad_input``.
+    """
+    info = _loss_info(case)
+    args = _loss_inputs(case, _spec(case))
+    for i, x in enumerate(args):
+        if not (isinstance(x, Tensor) and x.is_floating_point()):
+            continue
+        for value in (float("inf"), float("-inf")):
+            for where in ("first", "last"):
+                loss = _build_loss(case)
+                bad = list(args)
+                bad[i] = _with_value(x, value, where)
+                _value_error_or_finite(
+                    loss,
+                    tuple(bad),
+                    {info.name, type(loss).__name__},
+                    _arg_names(loss, info, i),
+                    f"{case} ({value} at the {where} entry of argument {i})",
+                    leaves=(loss,),
+                )
+
+
+def check_loss_integer_targets(case: LossCase) -> None:
+    """Targets of every integer dtype (int8/16/32, uint8 without outliers) work like int64."""
+    for mode, dtypes in (
+        ("mixed", (torch.int8, torch.int16, torch.int32)),
+        ("id", (torch.uint8,)),
+    ):
+        args = _loss_inputs(case, _spec(case, mode=mode))
+        ints = _int_inputs(args)
+        if not ints:
+            raise NotApplicable(f"{case}: no integer forward argument")
+        torch.manual_seed(9)
+        expected = _call(_build_loss(case), args, f"{case} (int64 targets)")
+        for dtype in dtypes:
+            cast = tuple(a.to(dtype) if i in ints else a for i, a in enumerate(args))
+            torch.manual_seed(9)
+            out = _call(_build_loss(case), cast, f"{case} ({dtype} targets)")
+            _assert_finite(out, f"{case} ({dtype} targets)")
+            if case.deterministic:
+                _close(out, expected, case, f"result with {dtype} targets")
+
+
+def check_loss_zero_classes(case: LossCase) -> None:
+    """A float input with 0 entries in dim 1 (no classes or features) raises a clear ValueError."""
+    info = _loss_info(case)
+    loss = _build_loss(case)
+    args = _loss_inputs(case, _spec(case))
+    for i, x in enumerate(args):
+        if isinstance(x, Tensor) and x.is_floating_point() and x.dim() >= 2:
+            bad = list(args)
+            bad[i] = x.detach()[:, :0].requires_grad_()
+            _expect_value_error(
+                loss,
+                tuple(bad),
+                {info.name, type(loss).__name__},
+                _arg_names(loss, info, i),
+                f"{case} (0 entries in dim 1 of argument {i})",
+            )
+            return
+    raise NotApplicable(f"{case}: no float forward argument of rank >= 2")
 
 
 def _train_steps(loss: nn.Module, case: LossCase, steps: int = 2) -> None:
@@ -458,11 +577,16 @@ def check_loss_scorer(case: LossCase) -> None:
 
 LOSS_CHECKS: tuple[Callable[[LossCase], None], ...] = (
     check_loss_registration,
+    check_loss_roles,
+    check_loss_config,
     check_loss_lazy_import,
     check_loss_forward,
     check_loss_dtypes,
     check_loss_batches,
     check_loss_bad_input,
+    check_loss_non_finite,
+    check_loss_integer_targets,
+    check_loss_zero_classes,
     check_loss_state_dict,
     check_loss_device_move,
     check_loss_compile,
@@ -557,6 +681,81 @@ def check_scorer_extremes(case: ScorerCase) -> None:
         _assert_finite(scorer(x * scale), f"{case} (inputs scaled by {scale:g})")
 
 
+def check_scorer_non_finite(case: ScorerCase) -> None:
+    """NaN/+inf raise a ValueError naming the argument (eager, CPU); without checks, fail closed.
+
+    ``-inf`` (which may mask a class) gives a ValueError or finite scores. With value checks off
+    (as in a compiled or exported scorer) a sample holding NaN or +inf must score NaN, +inf or at
+    least the largest clean score, and ``-inf`` must never give a ``-inf`` score. ``predict``
+    rejects NaN too.
+    """
+    from ood_core.validation import set_value_checks
+
+    info = _scorer_info(case)
+    scorer = _build_scorer(case)
+    x = _scorer_input(info.reads, _spec(case))
+    names = {info.name, type(scorer).__name__}
+    args = _arg_names(scorer, info, 0)
+    clean = scorer(x)
+    for value in (float("nan"), float("inf"), float("-inf")):
+        bad = _with_value(x, value, "first")
+        what = f"{case} ({value} in the input)"
+        if value != value or value > 0:
+            _expect_value_error(scorer, (bad,), names, args, what)
+        else:
+            _value_error_or_finite(scorer, (bad,), names, args, what)
+        set_value_checks("never")
+        try:
+            got = scorer(bad).detach()[0]
+        finally:
+            set_value_checks("auto")
+        closed = bool(torch.isnan(got) | (got == float("inf")) | (got >= clean.max()))
+        assert got != float("-inf") and (value < 0 or closed), (
+            f"{what}, value checks off: the sample scores {float(got)}, below the clean maximum "
+            f"{float(clean.max())}; a non-finite input must score NaN or +inf (fail closed)"
+        )
+    if hasattr(scorer, "predict"):
+        bad = _with_value(x, float("nan"), "first")
+        _expect_value_error(
+            scorer.predict,
+            (bad,),
+            names,
+            _arg_names(scorer, info, 0, "predict") | args,
+            f"{case} (predict with NaN)",
+        )
+
+
+def check_scorer_zero_classes(case: ScorerCase) -> None:
+    """An output with 0 entries in dim 1 (no classes or features) raises a clear ValueError."""
+    info = _scorer_info(case)
+    scorer = _build_scorer(case)
+    x = _scorer_input(info.reads, _spec(case))
+    _expect_value_error(
+        scorer,
+        (x[:, :0],),
+        {info.name, type(scorer).__name__},
+        _arg_names(scorer, info, 0),
+        f"{case} (0 entries in dim 1)",
+    )
+
+
+def check_scorer_temperature(case: ScorerCase) -> None:
+    """A scorer with a ``temperature`` rejects ``T <= 0`` and non-finite ``T`` (ValueError)."""
+    from ood_core.registry import create_scorer
+
+    info = _scorer_info(case)
+    params = inspect.signature(info.load().__init__).parameters
+    if "temperature" not in params or case.from_loss is not None:
+        raise NotApplicable(f"{case}: no temperature keyword")
+    for bad in (0, 0.0, -1.0, float("nan"), float("inf")):
+        try:
+            create_scorer(case.name, **{**case.kwargs, "temperature": bad})
+        except ValueError as exc:
+            assert "temperature" in str(exc), f"{case}: the error must name 'temperature': {exc}"
+        else:
+            raise AssertionError(f"{case}: temperature={bad!r} was accepted")
+
+
 def check_scorer_state_dict(case: ScorerCase) -> None:
     """All scorer state is persistent: a fresh scorer loading the state dict scores the same."""
     info = _scorer_info(case)
@@ -627,7 +826,11 @@ SCORER_CHECKS: tuple[Callable[[ScorerCase], None], ...] = (
     check_scorer_forward,
     check_scorer_dtypes,
     check_scorer_extremes,
+    check_scorer_non_finite,
+    check_scorer_zero_classes,
+    check_scorer_temperature,
     check_scorer_state_dict,
+    check_scorer_fit,
     check_scorer_compile,
     check_scorer_no_sync,
     check_scorer_export,

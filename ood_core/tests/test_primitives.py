@@ -7,11 +7,19 @@ import copy
 import pytest
 import torch
 
+from ood_core.arguments import check_positive
 from ood_core.centers import ClassCenters, RunningCenters, squared_distances
 from ood_core.functional import cross_entropy, energy, nll_and_logsumexp
 from ood_core.labels import is_known, is_unknown, known_or_zero
 from ood_core.reduction import apply_reduction, masked_mean, masked_reduction
-from ood_core.validation import check_batch, check_classification, set_value_checks
+from ood_core.validation import (
+    check_batch,
+    check_classification,
+    check_float,
+    check_target,
+    fail_closed,
+    set_value_checks,
+)
 
 
 def test_label_convention():
@@ -196,3 +204,75 @@ def test_running_centers_compile_without_graph_breaks():
     compiled = torch.compile(step, fullgraph=True, backend="eager")
     out = compiled(torch.randn(4, 2), torch.tensor([0, 1, -1, 1]))
     assert out.shape == (4,)
+
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize(
+    "row, masks, message",
+    [
+        ([0.0, INF], True, r"'logits' must be finite \(-inf only to mask a class\), got 1 \+inf"),
+        ([0.0, -INF], False, r"'logits' must be finite, got 0 \+inf and 1 -inf"),
+        ([-INF, -INF], True, r"'logits' must be finite for at least one class of every sample"),
+    ],
+)
+def test_non_finite_values_are_refused_by_name(row, masks, message):
+    x = torch.tensor([[1.0, 2.0], row])
+    with pytest.raises(ValueError, match=rf"^L: argument {message}"):
+        check_float("L", "logits", x, masks=masks)
+
+
+def test_minus_inf_masks_a_class_but_not_the_target():
+    x = torch.tensor([[1.0, -INF, 0.5], [0.0, 2.0, -INF]])
+    check_float("L", "logits", x, masks=True)  # a mask per row: accepted
+    _, target = check_classification("L", x, torch.tensor([0, -1], dtype=torch.int8), masks=True)
+    assert target.dtype == torch.int64
+    with pytest.raises(ValueError, match="finite at the target class of every ID entry"):
+        check_classification("L", x, torch.tensor([1, 0]), masks=True)
+
+
+def test_fp16_sum_overflow_is_not_mistaken_for_inf():
+    x = torch.full((64, 64), 60000.0, dtype=torch.float16)  # sums to inf in fp16, values finite
+    assert check_float("L", "logits", x) is x
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.uint8])
+def test_integer_targets_of_any_width_become_int64(dtype):
+    target = check_target("L", torch.tensor([0, 2, 1], dtype=dtype), shape=(3,), num_classes=3)
+    assert target.dtype == torch.int64 and target.tolist() == [0, 2, 1]
+
+
+def test_zero_classes_named():
+    with pytest.raises(
+        ValueError, match=r"'logits' must be a tensor with at least one entry in dim 1"
+    ):
+        check_classification("L", torch.ones(2, 0), torch.tensor([-1, -1]))
+
+
+def test_fail_closed_maps_nan_and_minus_inf_to_plus_inf():
+    scores = torch.tensor([0.5, float("nan"), -INF, INF, -3.0])
+    assert fail_closed(scores).tolist() == [0.5, INF, INF, INF, -3.0]
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, float("nan"), INF, True])
+def test_check_positive_refuses_non_positive_and_non_finite(bad):
+    with pytest.raises(ValueError, match="O: argument 'temperature' must be a finite real number"):
+        check_positive("O", "temperature", bad)
+    assert check_positive("O", "temperature", 2) == 2.0
+
+
+def test_scorers_flag_non_finite_logits_without_checks():
+    from ood_core.builtin.scorers import EnergyScore, Entropy, MaxLogit, MaxSoftmax
+
+    x = torch.tensor([[1.0, 2.0, 0.0], [INF, 0.0, 1.0], [float("nan"), 0.0, 1.0], [0.0, -INF, 1.0]])
+    set_value_checks("never")
+    try:
+        for scorer in (MaxSoftmax(), MaxLogit(), EnergyScore(), Entropy()):
+            scores = scorer(x)
+            assert scores[1] == INF and scores[2] == INF, type(scorer).__name__
+            assert torch.isfinite(scores[[0, 3]]).all(), type(scorer).__name__
+    finally:
+        set_value_checks("auto")
+    with pytest.raises(ValueError, match="MaxSoftmax: argument 'logits' must be free of NaN"):
+        MaxSoftmax().predict(x)

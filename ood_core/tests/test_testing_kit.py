@@ -10,13 +10,16 @@ import torch
 from torch import nn
 
 from ood_core import hookimpl, registry
+from ood_core.loss import Loss
 from ood_core.testing import LossCase, ScorerCase, run_checks
 from ood_core.testing import checks as kit
 from ood_core.validation import check_classification
 
 
-class GoodLoss(nn.Module):
+class GoodLoss(Loss):
     """Masked cross-entropy (a correct reference for the broken variants below)."""
+
+    roles = {"logits": "logits", "target": "target"}
 
     def __init__(self, reduction="mean"):
         super().__init__()
@@ -128,6 +131,45 @@ class OverflowScorer(nn.Module):
         return -torch.log(torch.exp(logits.float()).sum(1))
 
 
+class UnstableInfLoss(GoodLoss):
+    """Checks nothing and subtracts the row maximum: +inf logits give NaN, not a ValueError."""
+
+    def forward(self, logits, target):
+        x = logits.float()
+        return (x - x.amax(1, keepdim=True)).mean()
+
+
+class LongOnlyLoss(GoodLoss):
+    """Hands the targets to torch's cross-entropy unconverted (fails for int8/16/32)."""
+
+    def forward(self, logits, target):
+        self.check(logits, target)
+        return nn.functional.cross_entropy(logits.float(), target.clamp_min(0))
+
+
+class OpenMaxLogitScorer(nn.Module):
+    """Rejects non-finite input in eager mode but scores +inf logits -inf without the checks."""
+
+    def forward(self, logits):
+        from ood_core.validation import check_float
+
+        return -check_float("OpenMaxLogitScorer", "logits", logits).float().amax(1)
+
+
+class UncheckedTemperatureScorer(nn.Module):
+    """Accepts any temperature (0 divides by zero)."""
+
+    def __init__(self, temperature=1.0):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, logits):
+        from ood_core.validation import check_float
+
+        x = check_float("UncheckedTemperatureScorer", "logits", logits) / self.temperature
+        return -torch.softmax(x, 1).amax(1)
+
+
 class ItemScorer(nn.Module):
     """Normalises by a Python float taken from the data (cannot export or compile)."""
 
@@ -143,14 +185,23 @@ BROKEN = {
     "HalfCrashLoss": "check_loss_dtypes",
     "DetachedLoss": "check_loss_batches",
     "ViewScorerLoss": "check_loss_scorer",
+    "UnstableInfLoss": "check_loss_non_finite",
+    "LongOnlyLoss": "check_loss_integer_targets",
 }
-BROKEN_SCORERS = {"OverflowScorer": "check_scorer_extremes", "ItemScorer": "check_scorer_no_sync"}
+#: more (loss, check) pairs for losses already in BROKEN
+ALSO_BROKEN = [("UncheckedLoss", "check_loss_zero_classes")]
+BROKEN_SCORERS = {
+    "OverflowScorer": "check_scorer_extremes",
+    "ItemScorer": "check_scorer_no_sync",
+    "OpenMaxLogitScorer": "check_scorer_non_finite",
+    "UncheckedTemperatureScorer": "check_scorer_temperature",
+}
 
 
 @pytest.fixture(scope="module")
 def kit_registry():
     module = types.ModuleType("oodx_kit_fixtures")
-    for cls in (GoodLoss, *(globals()[n] for n in BROKEN), OverflowScorer, ItemScorer):
+    for cls in (GoodLoss, *(globals()[n] for n in (*BROKEN, *BROKEN_SCORERS))):
         setattr(module, cls.__name__, cls)
     sys.modules[module.__name__] = module
 
@@ -198,7 +249,7 @@ def test_reference_loss_passes(kit_registry, check):
     check(LossCase("goodloss"))
 
 
-@pytest.mark.parametrize("name, check", sorted(BROKEN.items()))
+@pytest.mark.parametrize("name, check", sorted(BROKEN.items()) + ALSO_BROKEN)
 def test_broken_loss_fails_its_check(kit_registry, name, check):
     with pytest.raises(AssertionError):
         getattr(kit, check)(LossCase(name.lower()))
@@ -237,4 +288,4 @@ def test_pytest_plugin_generates_tests(pytester):
         """
     )
     result = pytester.runpytest_subprocess("-q")
-    result.assert_outcomes(passed=20)
+    result.assert_outcomes(passed=len(kit.LOSS_CHECKS) + len(kit.SCORER_CHECKS))

@@ -9,11 +9,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ood_core.labels import is_unknown
+from ood_core.loss import Loss
 from ood_core.reduction import Reduction, check_reduction, compute_dtype
-from ood_core.validation import check_float, check_target, fail
+from ood_core.validation import (
+    check_finite,
+    check_float_shape,
+    check_target,
+    check_target_logits,
+    fail,
+)
 
 
-class BackgroundClassLoss(nn.Module):
+class BackgroundClassLoss(Loss):
     """Cross-entropy over ``N + 1`` classes in which every outlier is labelled as class ``N``.
 
     ``L(x, y) = -log softmax(f(x))_{y'}`` with ``y' = y`` for ``y >= 0`` and ``y' = N`` for
@@ -29,8 +36,11 @@ class BackgroundClassLoss(nn.Module):
     ``reduction=None`` means ``"none"`` (0.4.0 raises); logits without exactly ``N + 1``
     columns raise ``ValueError`` (0.4.0 trains them silently, or fails inside cross-entropy);
     the target check is skipped while compiling, so forward compiles with ``fullgraph=True``;
-    fp16/bf16 are computed in fp32.
+    fp16/bf16 are computed in fp32. A ``-inf`` logit masks a class (finite loss) unless it is
+    the target of an entry (the background class for outliers); NaN and ``+inf`` raise.
     """
+
+    roles = {"logits": "logits", "targets": "target"}
 
     def __init__(self, n_classes: int, reduction: Reduction = "mean") -> None:
         super().__init__()
@@ -48,7 +58,7 @@ class BackgroundClassLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         owner = type(self).__name__
-        logits = check_float(owner, "logits", logits, ranks=(2, 4))
+        logits = check_float_shape(owner, "logits", logits, ranks=(2, 4))
         if logits.shape[1] != self.num_classes + 1:
             raise fail(
                 owner,
@@ -66,6 +76,9 @@ class BackgroundClassLoss(nn.Module):
         remapped = torch.where(
             is_unknown(targets), torch.full_like(targets, self.num_classes), targets
         )
+        # -inf masks a class, but not the target (the background class for outliers)
+        if check_finite(owner, "logits", logits, masks=True) and remapped.numel():
+            check_target_logits(owner, "logits", logits, remapped)
         x = logits.to(compute_dtype(logits.dtype))
         if self.reduction == "mean":  # the fused kernel; an empty batch gives 0, not NaN
             return F.cross_entropy(x, remapped, reduction="sum") / max(remapped.numel(), 1)

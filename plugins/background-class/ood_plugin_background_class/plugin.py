@@ -23,7 +23,7 @@ def oodx_register_losses(register):
         uses_ood=True,
         scorer="background-class",
         inputs=("logits", "target"),
-        aliases=("background",),
+        aliases=("background", "backgroundclassloss"),
     )
 
 

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ood_core.reduction import compute_dtype
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float, fail
+from ood_core.validation import check_float, fail, fail_closed
 
 
 class BackgroundClassScorer(Scorer):
@@ -25,14 +25,14 @@ class BackgroundClassScorer(Scorer):
 
     def _logits(self, logits: Tensor) -> Tensor:
         owner = type(self).__name__
-        x = check_float(owner, "logits", logits, ranks=(2, 4))
+        x = check_float(owner, "logits", logits, ranks=(2, 4), masks=True)
         if x.shape[1] < 2:
             raise fail(owner, "logits", "N + 1 >= 2 columns, the background class last", x)
         return x
 
     def forward(self, logits: Tensor) -> Tensor:
         x = self._logits(logits)
-        return torch.softmax(x.to(compute_dtype(x.dtype)), dim=1)[:, -1]
+        return fail_closed(torch.softmax(x.to(compute_dtype(x.dtype)), dim=1)[:, -1])
 
     def predict(self, logits: Tensor) -> Tensor:
         """The known class with the largest logit (the background column is left out)."""

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ood_core.centers import ClassCenters, squared_distances
 from ood_core.labels import is_known, known_or_zero
+from ood_core.loss import Loss
 from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.reduction import compute_dtype, masked_mean
 from ood_core.validation import check_classification, fail
@@ -29,7 +30,7 @@ def rejection_score(distances: Tensor) -> Tensor:
     return (d * (1 - torch.softmax(-d, dim=1))).amin(dim=1)
 
 
-class CACLoss(nn.Module):
+class CACLoss(Loss):
     """Class Anchor Clustering: pulls embeddings to their fixed class anchor, away from the others.
 
     The anchors ``c_k = magnitude * e_k`` are scaled unit vectors in a ``C``-dimensional space
@@ -53,6 +54,8 @@ class CACLoss(nn.Module):
     ``-max_k``, which ranks samples differently); no clamp of ``d_y - d_k`` at 50 (0.4.0's clamp
     zeroes the gradient of far-off samples); bad input raises ``ValueError``.
     """
+
+    roles = {"distances": "distances", "target": "target"}
 
     def __init__(self, n_classes: int, magnitude: float = 1.0, alpha: float = 1.0) -> None:
         super().__init__()

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float, fail
+from ood_core.validation import check_float, fail, fail_closed
 from ood_plugin_cac.loss import anchor_distances, rejection_score
 
 
@@ -51,7 +51,7 @@ class CACScorer(Scorer):
 
     def forward(self, embedding: Tensor) -> Tensor:
         """Outlier scores ``(B,)``."""
-        return rejection_score(self.distances(embedding))
+        return fail_closed(rejection_score(self.distances(embedding)))
 
     def predict(self, embedding: Tensor) -> Tensor:
         """Class decision ``(B,)`` (int64): the closest anchor."""

@@ -9,12 +9,13 @@ from torch import Tensor, nn
 
 from ood_core.centers import ClassCenters
 from ood_core.labels import is_known, known_or_zero
+from ood_core.loss import Loss
 from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.reduction import compute_dtype, masked_mean
 from ood_core.validation import check_classification, fail
 
 
-class CenterLoss(nn.Module):
+class CenterLoss(Loss):
     """Center loss: pulls embeddings into a sphere of radius ``r`` around their class centre.
 
     With the squared distances ``d_k = |f(x) - mu_k|^2`` to the class centres (:meth:`distance`,
@@ -41,6 +42,8 @@ class CenterLoss(nn.Module):
     of the distances to ``[1e-12, 1e12]`` (0.4.0's clamp adds ``1e-12`` per entry and zeroes
     the gradient of very large distances); bad input raises ``ValueError``.
     """
+
+    roles = {"distmat": "distances", "target": "target"}
 
     def __init__(
         self,

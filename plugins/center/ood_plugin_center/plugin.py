@@ -25,7 +25,8 @@ def oodx_register_losses(register: Any) -> None:
         tasks=("classification",),
         uses_ood=False,
         scorer="center",
-        inputs=("distmat", "target"),
+        inputs=("distances", "target"),
+        aliases=("centerloss",),
     )
 
 

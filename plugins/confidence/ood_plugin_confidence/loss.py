@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.labels import is_known, known_or_zero
+from ood_core.loss import Loss
 from ood_core.reduction import compute_dtype, masked_mean
 from ood_core.validation import (
     check_classification,
@@ -32,7 +33,7 @@ def _check_confidence(owner: str, confidence: object, batch: int) -> Tensor:
     return c.reshape(-1)
 
 
-class ConfidenceLoss(nn.Module):
+class ConfidenceLoss(Loss):
     """Learned-confidence loss: NLL of the confidence-interpolated softmax plus a confidence cost.
 
     ``L = L_t + alpha * L_c`` with ``L_t = -log(c * p_y + (1 - c))`` and ``L_c = -log(c)``, where
@@ -54,6 +55,8 @@ class ConfidenceLoss(nn.Module):
     indexing, no warning on outliers), so it compiles with ``fullgraph=True``.
     """
 
+    roles = {"logits": "logits", "confidence": "confidence", "target": "target"}
+
     def __init__(self, alpha: float = 1.0, eps: float = 1e-24) -> None:
         super().__init__()
         owner = type(self).__name__
@@ -66,7 +69,7 @@ class ConfidenceLoss(nn.Module):
 
     def forward(self, logits: Tensor, confidence: Tensor, target: Tensor) -> Tensor:
         owner = type(self).__name__
-        logits, target = check_classification(owner, logits, target, ranks=(2,))
+        logits, target = check_classification(owner, logits, target, ranks=(2,), masks=True)
         c = _check_confidence(owner, confidence, logits.shape[0])
         dtype = torch.promote_types(compute_dtype(logits.dtype), compute_dtype(c.dtype))
         c = c.to(dtype)

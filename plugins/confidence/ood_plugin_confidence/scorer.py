@@ -7,11 +7,11 @@ from torch import Tensor
 
 from ood_core.reduction import compute_dtype
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float, fail
+from ood_core.validation import check_float, fail, fail_closed
 
 
 def _checked(owner: str, logits: Tensor) -> Tensor:
-    x = check_float(owner, "logits", logits, ranks=(2,))
+    x = check_float(owner, "logits", logits, ranks=(2,), masks=True)
     if x.shape[1] < 2:
         raise fail(
             owner,
@@ -49,7 +49,11 @@ class ConfidenceScorer(Scorer):
 
     def forward(self, logits: Tensor) -> Tensor:
         x = _checked(type(self).__name__, logits)
-        return torch.sigmoid(-x[:, -1].to(compute_dtype(x.dtype)))
+        score = torch.sigmoid(-x[:, -1].to(compute_dtype(x.dtype)))
+        # fail closed where checks do not run: NaN or +inf anywhere in a row scores +inf
+        # (-inf masks a class; a -inf confidence logit already scores 1)
+        ok = torch.isfinite(x.amax(dim=1))
+        return fail_closed(torch.where(ok, score, torch.full_like(score, float("nan"))))
 
     def predict(self, logits: Tensor) -> Tensor:
         """The class decision: argmax over the class logits (all but the last column)."""

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ood_core.centers import ClassCenters
 from ood_core.labels import is_known
+from ood_core.loss import Loss
 from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.reduction import (
     Reduction,
@@ -18,7 +19,7 @@ from ood_core.reduction import (
 from ood_core.validation import check_float, check_target, fail
 
 
-class _OneCenterLoss(nn.Module):
+class _OneCenterLoss(Loss):
     """Common part of Deep SVDD and Deep SAD: the fixed centre ``mu`` and input checks."""
 
     def __init__(self, n_dim: int, center: Tensor | None) -> None:
@@ -71,6 +72,8 @@ class DeepSVDDLoss(_OneCenterLoss):
     """
 
     radius: Tensor
+
+    roles = {"x": "embedding", "y": "target"}
 
     def __init__(
         self,
@@ -137,6 +140,8 @@ class DeepSADLoss(_OneCenterLoss):
     Differs from pytorch-ood 0.4.0: an empty batch gives 0 connected to the graph (0.4.0 gives
     NaN, the mean of nothing); fp16/bf16 inputs are computed in fp32.
     """
+
+    roles = {"x": "embedding", "y": "target"}
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=False,
         scorer="deep-svdd",
         inputs=("embedding", "target"),
+        aliases=("deepsvddloss",),
     )
     register(
         name="deep-sad",
@@ -32,6 +33,7 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=True,
         scorer="deep-svdd",
         inputs=("embedding", "target"),
+        aliases=("deepsadloss",),
     )
 
 

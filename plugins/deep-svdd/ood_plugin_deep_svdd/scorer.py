@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ood_core.nearest_center import NearestCenterScorer
-from ood_core.validation import check_float
+from ood_core.validation import check_float, fail_closed
 
 
 class DeepSVDDScorer(NearestCenterScorer):
@@ -37,4 +37,4 @@ class DeepSVDDScorer(NearestCenterScorer):
     def forward(self, embedding: Tensor) -> Tensor:
         """Outlier scores ``(B,)``: ``|z - mu|^2 - r^2``."""
         d = super().forward(embedding)
-        return d - self.radius.to(d.dtype) ** 2
+        return fail_closed(d - self.radius.to(d.dtype) ** 2)

@@ -8,11 +8,12 @@ from torch import Tensor, nn
 from ood_core.arguments import check_real
 from ood_core.functional import nll_and_logsumexp
 from ood_core.labels import is_known, is_unknown
+from ood_core.loss import Loss
 from ood_core.reduction import Reduction, apply_reduction, check_reduction, masked_mean
 from ood_core.validation import check_classification
 
 
-class EnergyRegularizedLoss(nn.Module):
+class EnergyRegularizedLoss(Loss):
     """Cross-entropy with an energy-bounded regulariser that separates ID and outlier energies.
 
     With the free energy ``E(x) = -log sum_c exp(f_c(x))``::
@@ -35,6 +36,8 @@ class EnergyRegularizedLoss(nn.Module):
     branching, so it compiles with ``torch.compile(fullgraph=True)``.
     """
 
+    roles = {"logits": "logits", "targets": "target"}
+
     def __init__(
         self,
         alpha: float = 0.1,
@@ -52,7 +55,7 @@ class EnergyRegularizedLoss(nn.Module):
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
         """The loss for ``logits`` ``(B, C[, H, W])`` and ``targets`` ``(B[, H, W])`` (``< 0``: OOD)."""
-        logits, targets = check_classification(type(self).__name__, logits, targets)
+        logits, targets = check_classification(type(self).__name__, logits, targets, masks=True)
         nll, lse = nll_and_logsumexp(logits, targets)  # nll is 0 on outliers
         e = -lse
         known = is_known(targets)

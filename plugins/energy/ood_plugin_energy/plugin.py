@@ -23,4 +23,5 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=True,
         scorer="energy",  # the built-in scorer of ood-core
         inputs=("logits", "target"),
+        aliases=("energyregularizedloss",),
     )

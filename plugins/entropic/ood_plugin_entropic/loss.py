@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.labels import is_known, known_or_zero
+from ood_core.loss import Loss
 from ood_core.reduction import Reduction, apply_reduction, check_reduction, compute_dtype
 from ood_core.validation import check_classification, check_float, fail
 
@@ -24,7 +25,7 @@ def entropic_terms(logits: Tensor, target: Tensor) -> Tensor:
     return torch.where(is_known(target), nll, uniform)
 
 
-class EntropicOpenSetLoss(nn.Module):
+class EntropicOpenSetLoss(Loss):
     """Entropic open-set loss: cross-entropy on known samples, maximum entropy on outliers.
 
     ``L(x, y) = -log s_y(x)`` if ``y >= 0`` and ``L(x, y) = -1/C sum_c log s_c(x)`` if
@@ -40,6 +41,8 @@ class EntropicOpenSetLoss(nn.Module):
     into an fp32 buffer and crashes); an empty batch gives 0 with the graph kept (0.4.0: NaN);
     no data-dependent indexing, so it compiles with ``fullgraph=True``.
     """
+
+    roles = {"logits": "logits", "target": "target"}
 
     def __init__(self, reduction: Reduction = "mean") -> None:
         super().__init__()
@@ -57,7 +60,7 @@ class EntropicOpenSetLoss(nn.Module):
         return MaxSoftmax()
 
 
-class ObjectosphereLoss(nn.Module):
+class ObjectosphereLoss(Loss):
     """Objectosphere loss: entropic open-set loss plus a deep-feature magnitude term.
 
     ``L(x, y) = L_E(x, y) + alpha * max(0, xi - ||F(x)||_2)^2`` if ``y >= 0`` and
@@ -76,6 +79,8 @@ class ObjectosphereLoss(nn.Module):
     the loss regularises, not the norm of the logits (see :meth:`score`); mask-based, so it
     compiles with ``fullgraph=True``.
     """
+
+    roles = {"logits": "logits", "features": "features", "target": "target"}
 
     def __init__(self, alpha: float = 1.0, xi: float = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__()

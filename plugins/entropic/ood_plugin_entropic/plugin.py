@@ -20,7 +20,7 @@ def oodx_register_losses(register):
         uses_ood=True,
         scorer="msp",
         inputs=("logits", "target"),
-        aliases=("entropic",),
+        aliases=("entropic", "entropicopensetloss"),
     )
     register(
         name="objectosphere",
@@ -31,6 +31,7 @@ def oodx_register_losses(register):
         uses_ood=True,
         scorer="objectosphere",
         inputs=("logits", "features", "target"),
+        aliases=("objectosphereloss",),
     )
 
 

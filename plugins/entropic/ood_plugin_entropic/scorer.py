@@ -7,7 +7,7 @@ from torch import Tensor
 
 from ood_core.reduction import compute_dtype
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float, fail
+from ood_core.validation import check_float, fail, fail_closed
 
 
 def feature_magnitude(owner: str, features: Tensor) -> Tensor:
@@ -28,7 +28,7 @@ def softmax_times_magnitude(owner: str, logits: Tensor, features: Tensor) -> Ten
             features,
         )
     msp = torch.softmax(x.to(compute_dtype(x.dtype)), dim=1).amax(dim=1)
-    return -msp.to(magnitude.dtype) * magnitude
+    return fail_closed(-msp.to(magnitude.dtype) * magnitude)
 
 
 class ObjectosphereScorer(Scorer):
@@ -62,7 +62,7 @@ class ObjectosphereScorer(Scorer):
         )
 
     def forward(self, features: Tensor) -> Tensor:
-        return -feature_magnitude(type(self).__name__, features)
+        return fail_closed(-feature_magnitude(type(self).__name__, features))
 
     def combined(self, logits: Tensor, features: Tensor) -> Tensor:
         """The paper's score ``-max_c softmax(f(x))_c * ||F(x)||_2`` from logits and features."""

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 from ood_core.centers import RunningCenters, squared_distances
 from ood_core.labels import is_known, known_or_zero
+from ood_core.loss import Loss
 from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.reduction import compute_dtype, masked_mean
 from ood_core.validation import check_target
@@ -32,7 +33,7 @@ def _from_pytorch_ood(module: nn.Module, state_dict: dict[str, Any], prefix: str
         state_dict[counts] = seen.to(centers.dtype) * batches.detach().reshape(()).to(centers.dtype)
 
 
-class IILoss(nn.Module):
+class IILoss(Loss):
     """II loss: minimises the intra-class spread and maximises the inter-class separation.
 
     With the class means ``mu_k`` of the batch, over the ``N`` ID samples of the batch::
@@ -60,6 +61,8 @@ class IILoss(nn.Module):
     step raises); the state has per-class ``counts`` instead of ``num_batches_tracked`` (0.4.0
     state dicts load, see :func:`_from_pytorch_ood`).
     """
+
+    roles = {"x": "embedding", "target": "target"}
 
     def __init__(self, n_classes: int, n_embedding: int, alpha: float = 1.0) -> None:
         super().__init__()

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.functional import cross_entropy
+from ood_core.loss import Loss
 from ood_core.reduction import Reduction, check_reduction, compute_dtype
 from ood_core.validation import check_classification, fail
 
@@ -37,7 +38,7 @@ def _logit_norm(
     return cross_entropy(x / (t * norm), target, reduction)
 
 
-class LogitNorm(nn.Module):
+class LogitNorm(Loss):
     """LogitNorm: cross-entropy on logits normalised to unit L2 norm and scaled by ``1/t``.
 
     ``L(x, y) = -log softmax(f(x) / (t * ||f(x)||_2))_y`` as in the paper, with
@@ -55,6 +56,8 @@ class LogitNorm(nn.Module):
     outliers are ignored by masking, without a warning, so it compiles with ``fullgraph=True``;
     fp16/bf16 are computed in fp32; ``t`` and ``reduction`` are validated.
     """
+
+    roles = {"logits": "logits", "target": "target"}
 
     def __init__(self, t: float = 1.0, reduction: Reduction = "mean") -> None:
         super().__init__()

@@ -9,6 +9,7 @@ from ood_core.arguments import check_real
 from ood_core.centers import ClassCenters, squared_distances
 from ood_core.functional import cross_entropy
 from ood_core.labels import is_known, is_unknown, known_or_zero
+from ood_core.loss import Loss
 from ood_core.nearest_center import check_positive_int
 from ood_core.reduction import compute_dtype, masked_mean, masked_reduction
 from ood_core.validation import check_batch, check_float, check_target, check_tensor, fail
@@ -36,7 +37,7 @@ class _OutlierTerm(nn.Module):
         self.register_buffer("margin", torch.tensor([margin], dtype=torch.float32))
 
 
-class MCHADLoss(nn.Module):
+class MCHADLoss(Loss):
     """Multi-class hypersphere loss: pull ID embeddings into class spheres, push outliers out.
 
     With squared distances ``d_k(x) = |f(x) - mu_k|^2`` to ``K`` learnable centres (``distmat``,
@@ -64,6 +65,8 @@ class MCHADLoss(nn.Module):
     with ``r``. :meth:`distance` uses the exact broadcast difference instead of the expanded
     ``|z|^2 - 2 z.mu + |mu|^2``, which cancels near a centre. Bad input raises ``ValueError``.
     """
+
+    roles = {"distmat": "distances", "y": "target"}
 
     def __init__(
         self,

@@ -23,7 +23,8 @@ def oodx_register_losses(register: Any) -> None:
         tasks=("classification",),
         uses_ood=True,
         scorer="mchad",
-        inputs=("distmat", "target"),
+        inputs=("distances", "target"),
+        aliases=("mchadloss",),
     )
 
 

@@ -255,7 +255,7 @@ def test_create_scorer_with_shape_keywords_then_load_state():
 def test_registration():
     info = ood_core.get_info("loss", "mchad")
     assert info.target == "ood_plugin_mchad.loss:MCHADLoss"
-    assert info.scorer == "mchad" and info.uses_ood and info.inputs == ("distmat", "target")
+    assert info.scorer == "mchad" and info.uses_ood and info.inputs == ("distances", "target")
     scorer = ood_core.get_info("scorer", "mchad")
     assert scorer.reads == "embedding" and scorer.needs_loss_state and not scorer.needs_fit
 

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from ood_core.arguments import check_real
 from ood_core.labels import is_known, is_unknown, known_or_zero
+from ood_core.loss import Loss
 from ood_core.reduction import (
     Reduction,
     apply_reduction,
@@ -18,7 +19,7 @@ from ood_core.reduction import (
 from ood_core.validation import check_classification, fail
 
 
-class OutlierExposureLoss(nn.Module):
+class OutlierExposureLoss(Loss):
     """Outlier Exposure: cross-entropy on ID data, uniform-posterior cross-entropy on outliers.
 
     With logits ``f(x)`` over ``C`` classes, ``p = softmax(f(x))``, the ID entries ``I``
@@ -48,6 +49,8 @@ class OutlierExposureLoss(nn.Module):
     empty batch; we compute in fp32 (fp64 for fp64 inputs) and return 0. Bad input raises a
     ``ValueError`` naming the argument; ``forward`` compiles with ``fullgraph=True``.
     """
+
+    roles = {"logits": "logits", "target": "target"}
 
     def __init__(
         self, alpha: float = 0.5, reduction: Reduction = "mean", batch_mean: bool = False

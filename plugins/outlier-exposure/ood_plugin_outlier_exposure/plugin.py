@@ -26,5 +26,5 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=True,
         scorer="msp",
         inputs=("logits", "target"),
-        aliases=("oe",),
+        aliases=("oe", "outlierexposureloss"),
     )

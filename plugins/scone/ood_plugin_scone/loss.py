@@ -11,8 +11,17 @@ from torch import Tensor, nn
 from ood_core.arguments import check_real
 from ood_core.functional import cross_entropy, nll_and_logsumexp
 from ood_core.labels import is_known, is_unknown
+from ood_core.loss import Loss
 from ood_core.reduction import compute_dtype, masked_mean
-from ood_core.validation import check_batch, check_float, check_target, check_tensor, fail
+from ood_core.validation import (
+    check_batch,
+    check_finite,
+    check_float_shape,
+    check_target,
+    check_target_logits,
+    check_tensor,
+    fail,
+)
 from ood_plugin_scone.scorer import Head, SconeScorer, head_logit
 
 #: keywords that must be > 0 (penalty weights and their factor) or >= 0; others: any real
@@ -48,7 +57,7 @@ def penalty(c: Tensor, lam: Tensor, beta: Tensor) -> Tensor:
     return torch.where(active, lam * c + 0.5 * beta * c * c, -0.5 * lam * lam / beta)
 
 
-class EnergyMarginLoss(nn.Module):
+class EnergyMarginLoss(Loss):
     """SCONE: energy-margin OOD objective under false-alarm and accuracy constraints.
 
     With logits ``f(x)``, ``e(x) = log sum_c exp f_c(x)`` (the negative free energy), a
@@ -105,6 +114,8 @@ class EnergyMarginLoss(nn.Module):
     lr_lam: Tensor
     penalty_mult: Tensor
     constraint_tol: Tensor
+
+    roles = {"logits": "logits", "targets": "target"}
 
     def __init__(
         self,
@@ -168,7 +179,7 @@ class EnergyMarginLoss(nn.Module):
 
     def _check(self, logits: object, targets: object) -> tuple[Tensor, Tensor]:
         owner = type(self).__name__
-        logits = check_float(owner, "logits", logits, ranks=(2,))
+        logits = check_float_shape(owner, "logits", logits, ranks=(2,))
         targets = check_tensor(owner, "targets", targets)
         if targets.dim() != 1:
             raise fail(owner, "targets", "a tensor of rank 1 (one label per sample)", targets)
@@ -176,6 +187,9 @@ class EnergyMarginLoss(nn.Module):
         targets = check_target(
             owner, targets, shape=(logits.shape[0],), num_classes=logits.shape[1], arg="targets"
         )
+        # -inf masks a class (not an ID target's); NaN and +inf raise
+        if check_finite(owner, "logits", logits, masks=True) and targets.numel():
+            check_target_logits(owner, "logits", logits, targets)
         return logits, targets
 
     def _head(self, logistic_regression: Head | None) -> Head:

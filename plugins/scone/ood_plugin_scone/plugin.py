@@ -27,8 +27,8 @@ def oodx_register_losses(register: Any) -> None:
         tasks=("classification",),
         uses_ood=True,
         scorer="scone",
-        inputs=("logits", "targets"),
-        aliases=("energy-margin",),
+        inputs=("logits", "target"),
+        aliases=("energy-margin", "energymarginloss"),
     )
 
 

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from ood_core.arguments import check_real
 from ood_core.reduction import compute_dtype
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float, fail
+from ood_core.validation import check_float, fail, fail_closed
 
 Head = Callable[[Tensor], Tensor]
 
@@ -105,6 +105,7 @@ class SconeScorer(Scorer):
     def forward(self, logits: Tensor) -> Tensor:
         """Outlier scores ``(B,)`` for logits ``(B, C)``."""
         owner = type(self).__name__
-        x = check_float(owner, "logits", logits, ranks=(2,))
+        x = check_float(owner, "logits", logits, ranks=(2,), masks=True)
         x = x.to(compute_dtype(x.dtype))
-        return head_logit(owner, self.logistic_regression, torch.logsumexp(x, dim=1), x.dtype)
+        lse = torch.logsumexp(x, dim=1)
+        return fail_closed(head_logit(owner, self.logistic_regression, lse, x.dtype))

@@ -393,7 +393,7 @@ def test_registration():
     info = ood_core.get_info("loss", "scone")
     assert ood_core.get_info("loss", "energy-margin") == info
     assert info.target == "ood_plugin_scone.loss:EnergyMarginLoss"
-    assert info.scorer == "scone" and info.uses_ood and info.inputs == ("logits", "targets")
+    assert info.scorer == "scone" and info.uses_ood and info.inputs == ("logits", "target")
     scorer = ood_core.get_info("scorer", "scone")
     assert scorer.needs_loss_state and not scorer.needs_fit and scorer.reads == "logits"
 

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from ood_core.functional import cross_entropy
 from ood_core.labels import is_known, known_or_zero
+from ood_core.loss import Loss
 from ood_core.reduction import Reduction, check_reduction, compute_dtype
 from ood_core.validation import (
     check_float,
@@ -69,7 +70,7 @@ def _default_weights_energy(num_classes: int) -> nn.Linear:
     return layer
 
 
-class VOSRegLoss(nn.Module):
+class VOSRegLoss(Loss):
     """Cross-entropy plus VOS's energy-based uncertainty regulariser, with real outliers.
 
     ``L = L_CE + alpha * L_reg`` with, over the ID entries ``x`` (target ``>= 0``) and the outlier
@@ -96,6 +97,8 @@ class VOSRegLoss(nn.Module):
     (0.4.0: NaN) and the training energy equals the test-time score (0.4.0's ``WeightedEBO``
     overflows to ``-inf`` for large logits).
     """
+
+    roles = {"logits": "logits", "y": "target"}
 
     def __init__(
         self,
@@ -149,16 +152,9 @@ class VOSRegLoss(nn.Module):
     def num_energy_classes(self) -> int:
         return self.weights_energy.weight.numel()
 
-    def get_config(self) -> dict[str, object]:
-        """Constructor keywords that rebuild this loss (modules as their default shapes).
-
-        Used by :func:`ood_core.save`; the modules' values come back from the state dict.
-        """
-        return {
-            "alpha": self.alpha,
-            "reduction": self.reduction,
-            "num_classes": self.num_energy_classes,
-        }
+    def config_for_state(self) -> dict[str, object]:
+        """``num_classes``, so that a config recorded with modules rebuilds ``weights_energy``."""
+        return {"num_classes": self.num_energy_classes}
 
     def energy(self, logits: Tensor) -> Tensor:
         """Weighted energy of ``logits`` over dim 1 (the same function the scorer uses)."""
@@ -220,6 +216,8 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
     data_dict: Tensor
     queue_counts: Tensor
 
+    roles = {"logits": "logits", "features": "features", "y": "target"}
+
     def __init__(
         self,
         logistic_regression: nn.Module | None = None,
@@ -275,15 +273,9 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         )
         self.register_buffer("queue_counts", torch.zeros(self.num_classes, dtype=torch.long))
 
-    def get_config(self) -> dict[str, object]:
-        """Constructor keywords that rebuild this loss (modules as their default shapes)."""
-        return {
-            **super().get_config(),
-            "num_features": self.num_input_last_layer,
-            "sample_number": self.sample_number,
-            "select": self.select,
-            "sample_from": self.sample_from,
-        }
+    def config_for_state(self) -> dict[str, object]:
+        """``num_classes`` and ``num_features``, so that a recorded ``fc=None`` rebuilds ``fc``."""
+        return {**super().config_for_state(), "num_features": self.num_input_last_layer}
 
     # -- state ---------------------------------------------------------------------------------
 

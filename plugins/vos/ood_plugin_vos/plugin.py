@@ -18,7 +18,8 @@ def oodx_register_losses(register):
         tasks=("classification", "segmentation"),
         uses_ood=True,
         scorer="weighted-energy",
-        inputs=("logits", "y"),
+        inputs=("logits", "target"),
+        aliases=("vosregloss",),
     )
     register(
         name="vos-synthesis",
@@ -28,7 +29,8 @@ def oodx_register_losses(register):
         tasks=("classification",),
         uses_ood=False,
         scorer="weighted-energy",
-        inputs=("logits", "features", "y"),
+        inputs=("logits", "features", "target"),
+        aliases=("virtualoutliersynthesizingregloss",),
     )
 
 
@@ -43,4 +45,5 @@ def oodx_register_scorers(register):
         needs_fit=False,
         tasks=("classification", "segmentation"),
         needs_loss_state=True,
+        aliases=("weightedebo",),
     )

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float, fail
+from ood_core.validation import check_float, fail, fail_closed
 from ood_plugin_vos.functional import weighted_energy
 
 
@@ -62,4 +62,4 @@ class WeightedEnergyScore(Scorer):
         x = check_float(owner, "logits", logits, ranks=(2, 4))
         if x.shape[1] != self.weights.shape[0]:
             raise fail(owner, "logits", f"{self.weights.shape[0]} classes in dim 1", x)
-        return weighted_energy(x, self.weights, dim=1)
+        return fail_closed(weighted_energy(x, self.weights, dim=1))
