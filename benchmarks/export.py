@@ -115,18 +115,19 @@ def _session(path: Path, threads: int) -> Any:
 
 
 def _scorer_only_onnx(scorer: nn.Module, reads: str, width: int, path: Path) -> None:
-    from ood_exporter_onnx.export import OODGraph, _save, _to_onnx
+    from ood_exporter_onnx.convert import OODGraph, to_onnx
+    from ood_exporter_onnx.write import save_proto
 
     graph = OODGraph(nn.Identity(), scorer, reads)
     graph.training = False
-    _save(_to_onnx(graph, torch.randn(2, width), 20), path)
+    save_proto(to_onnx(graph, torch.randn(2, width), 20), path)
 
 
 def _bench_one(
     cfg: dict[str, Any], tmp: Path, threads: int, lat_reps: int, thr_reps: int, big: int
 ) -> list[tuple[str, ...]]:
+    from ood_core.resolve import resolve
     from ood_exporter_onnx import export_onnx
-    from ood_exporter_onnx.export import resolve_scorer
 
     model = cfg["model"].eval()
     ckpt_path = ood_core.save(
@@ -135,7 +136,8 @@ def _bench_one(
     ckpt = ood_core.load(ckpt_path)
     onnx_path = tmp / "model.onnx"
     report = export_onnx(ckpt, cfg["scorer"], onnx_path)
-    scorer, _, _, reads = resolve_scorer(ckpt, cfg["scorer"])
+    picked = resolve(ckpt, cfg["scorer"])
+    scorer, reads = picked.scorer, picked.reads
     scorer.eval()
     x1 = torch.randn(1, *INPUT)
     xb = torch.randn(big, *INPUT)

@@ -56,7 +56,18 @@ def oodx_register_exporters(register: Register) -> None:
     """Register exporters that turn (model, scorer) into a deployable artefact.
 
     Call ``register(name, target, summary, suffix, aliases=())`` once per exporter. ``target`` is
-    a lazy ``"module:callable"`` reference to the export function.
+    a lazy ``"module:callable"`` reference to the export function; ``oodx export --format NAME``
+    reaches it through :func:`ood_core.get_exporter` and calls it as::
+
+        target(checkpoint, path, *, scorer, options) -> report
+
+    ``checkpoint`` is the loaded :class:`ood_core.checkpoint.Checkpoint`; ``path`` the file to
+    write (``pathlib.Path``; write atomically, nothing on failure); ``scorer`` the
+    :class:`ood_core.resolve.Resolved` pick (``.scorer`` module, ``.name``, ``.source``,
+    ``.reads``), or ``None`` to let the exporter take the natural scorer; ``options`` a dict of
+    the options the user gave, each one named in ``target.options`` (a tuple of str the exporter
+    declares; others are refused before the call). ``str(report)`` is printed. See
+    docs/plugins.md.
     """
 
 

@@ -3,8 +3,8 @@
 Shape, rank and dtype checks are free and always run. Value checks (non-finite values, target
 range) need the values on the host: they run in eager mode on CPU tensors, are skipped while
 ``torch.compile`` or ``torch.export`` trace, and on accelerators run only when enabled (they would
-force a host-device synchronisation). Control them with ``OODX_VALUE_CHECKS=auto|always|never`` or
-:func:`set_value_checks`.
+force a host-device synchronisation). Control them with ``OODX_VALUE_CHECKS=auto|always|never``
+(read once, when this module is first imported) or :func:`set_value_checks`.
 
 The rule for non-finite inputs (one for every loss and scorer):
 
@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 _MODES = ("auto", "always", "never")
-_mode: str | None = None
+#: the current mode; the environment is read once (per forward call it would cost a microsecond)
+_mode: str = os.environ.get("OODX_VALUE_CHECKS", "auto")
 
 
 def set_value_checks(mode: str) -> None:
@@ -42,26 +43,26 @@ def set_value_checks(mode: str) -> None:
     _mode = mode
 
 
+def _never() -> bool:
+    return False
+
+
+_compiler = getattr(torch, "compiler", None)
+_is_compiling = getattr(_compiler, "is_compiling", _never)
+_is_exporting = getattr(_compiler, "is_exporting", _never)
+
+
 def _tracing() -> bool:
-    compiler = getattr(torch, "compiler", None)
-    if compiler is not None:
-        if compiler.is_compiling():
-            return True
-        is_exporting = getattr(compiler, "is_exporting", None)
-        if is_exporting is not None and is_exporting():
-            return True
-    return bool(torch.jit.is_tracing() or torch.jit.is_scripting())
+    jit = torch.jit
+    return bool(_is_compiling() or _is_exporting() or jit.is_tracing() or jit.is_scripting())
 
 
 def value_checks_enabled(x: Tensor) -> bool:
     """Whether value checks should run on ``x`` now (see the module docstring)."""
-    mode = _mode or os.environ.get("OODX_VALUE_CHECKS", "auto")
-    if mode == "never" or _tracing():
+    mode = _mode
+    if mode == "never" or _tracing() or _is_fake(x):
         return False
-    device = x.device.type
-    if device == "meta" or _is_fake(x):
-        return False
-    return mode == "always" or device == "cpu"
+    return not x.is_meta if mode == "always" else x.is_cpu
 
 
 def host_reads_allowed(x: Tensor) -> bool:
@@ -184,16 +185,41 @@ def check_target(
         target = target.long()
     if tuple(target.shape) != tuple(shape):
         raise fail(owner, arg, f"of shape {tuple(shape)} to match the other inputs", target)
-    if num_classes is not None and value_checks_enabled(target) and target.numel():
-        high = int(target.max())
-        if high >= num_classes:
-            raise fail(
-                owner,
-                arg,
-                f"a class index below {num_classes} (or negative for OOD)",
-                f"the value {high} in {_describe(target)}",
-            )
+    if num_classes is not None:
+        _check_max(owner, arg, target, num_classes)
     return target
+
+
+def _check_max(owner: str, arg: str, target: Tensor, num_classes: int) -> None:
+    if value_checks_enabled(target) and target.numel():
+        _check_below(owner, arg, target, int(target.max()), num_classes)
+
+
+def check_target_bounds(
+    owner: str, target: Tensor, num_classes: int, *, arg: str = "target"
+) -> tuple[int, int] | None:
+    """``(min, max)`` of an int64 ``target``, read on the host where value checks run, else None.
+
+    One reduction; raises unless the maximum is below ``num_classes``. For losses that take
+    shortcuts from the bounds: ``max < 0`` means no ID entry, ``min >= -1`` that every OOD
+    entry is ``-1``.
+    """
+    if not (value_checks_enabled(target) and target.numel()):
+        return None
+    low, high = torch.aminmax(target)
+    bounds = int(low), int(high)
+    _check_below(owner, arg, target, bounds[1], num_classes)
+    return bounds
+
+
+def _check_below(owner: str, arg: str, target: Tensor, high: int, num_classes: int) -> None:
+    if high >= num_classes:
+        raise fail(
+            owner,
+            arg,
+            f"a class index below {num_classes} (or negative for OOD)",
+            f"the value {high} in {_describe(target)}",
+        )
 
 
 def fail_closed(scores: Tensor) -> Tensor:
@@ -238,8 +264,34 @@ def check_classification(
     ``masks=True`` allows ``-inf`` logits as class masks (see :func:`check_float`), except at the
     target class of an ID entry. Returns the scores and the targets as int64.
     """
+    logits, target = _check_pair(owner, logits, target, arg, ranks, target_arg)
+    _check_max(owner, target_arg, target, logits.shape[1])
+    _check_logit_values(owner, arg, logits, target, masks)
+    return logits, target
+
+
+def check_classification_bounds(
+    owner: str,
+    logits: object,
+    target: object,
+    *,
+    arg: str = "logits",
+    ranks: Sequence[int] = (2, 4),
+    target_arg: str = "target",
+    masks: bool = False,
+) -> tuple[Tensor, Tensor, tuple[int, int] | None]:
+    """:func:`check_classification`, also returning :func:`check_target_bounds` of the target."""
+    logits, target = _check_pair(owner, logits, target, arg, ranks, target_arg)
+    bounds = check_target_bounds(owner, target, logits.shape[1], arg=target_arg)
+    _check_logit_values(owner, arg, logits, target, masks)
+    return logits, target, bounds
+
+
+def _check_pair(
+    owner: str, logits: object, target: object, arg: str, ranks: Sequence[int], target_arg: str
+) -> tuple[Tensor, Tensor]:
+    """The free checks of :func:`check_classification`: types, ranks, shapes, int64 targets."""
     logits = check_float_shape(owner, arg, logits, ranks)
-    shape = (logits.shape[0], *logits.shape[2:])
     target = check_tensor(owner, target_arg, target)
     if target.dim() >= 1 and logits.dim() >= 1 and target.shape[0] != logits.shape[0]:
         raise fail(
@@ -248,10 +300,13 @@ def check_classification(
             f"a batch of {logits.shape[0]} to match {arg!r} {tuple(logits.shape)}",
             target,
         )
-    target = check_target(owner, target, shape=shape, num_classes=logits.shape[1], arg=target_arg)
+    shape = (logits.shape[0], *logits.shape[2:])
+    return logits, check_target(owner, target, shape=shape, arg=target_arg)
+
+
+def _check_logit_values(owner: str, arg: str, logits: Tensor, target: Tensor, masks: bool) -> None:
     if check_finite(owner, arg, logits, masks=masks) and target.numel():
         check_target_logits(owner, arg, logits, target)
-    return logits, target
 
 
 def check_target_logits(owner: str, arg: str, logits: Tensor, target: Tensor) -> None:
@@ -268,3 +323,18 @@ def check_target_logits(owner: str, arg: str, logits: Tensor, target: Tensor) ->
             "finite at the target class of every ID entry (a masked class cannot be the target)",
             f"-inf at the target class in {_describe(logits)}",
         )
+
+
+def check_positive_int(owner: str, arg: str, value: object) -> int:
+    """``value`` must be a positive ``int`` (not a bool); returns it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise fail(owner, arg, "a positive integer", repr(value))
+    return value
+
+
+def check_embedding(owner: str, arg: str, value: object, n_features: int) -> Tensor:
+    """``value`` must be a floating ``(B, n_features)`` tensor without NaN (see ``check_float``)."""
+    x = check_float(owner, arg, value, ranks=(2,))
+    if x.shape[1] != n_features:
+        raise fail(owner, arg, f"a tensor of shape (B, {n_features})", x)
+    return x

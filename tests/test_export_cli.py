@@ -106,12 +106,47 @@ def test_export_mistakes(files: dict[str, Path]) -> None:
     cut = tmp / "cut.pt"
     cut.write_bytes(files["ckpt"].read_bytes()[:5000])
     _mistake(runner.invoke(export, [str(cut), "-s", "msp"]), "truncated")
-    if "mchad" in {s.name for s in ood_core.list_scorers()}:
-        _mistake(runner.invoke(export, [str(files["ckpt"]), "-s", "mchad"]), "needs state")
+    scorers = {s.name for s in ood_core.list_scorers()}
+    if "mchad" in scorers:  # an embedding scorer for a classifier
+        _mistake(
+            runner.invoke(export, [str(files["ckpt"]), "-s", "mchad"]), "the model outputs logits"
+        )
+    if "scone" in scorers:
+        _mistake(runner.invoke(export, [str(files["ckpt"]), "-s", "scone"]), "needs state")
     _mistake(runner.invoke(export, [str(files["ckpt"]), "-s", "msp", "--opset", "17"]), "18")
     _mistake(runner.invoke(export, [str(files["ckpt"]), "-s", "no-such"]), "no scorer named")
     _mistake(runner.invoke(export, [str(files["ckpt"]), "-s", "msp", "--input-shape", "a,b"]))
     assert not (tmp / "cut.onnx").exists() and not (tmp / "pickled.onnx").exists()
+
+
+def test_export_without_scorer_uses_the_natural_one(files: dict[str, Path]) -> None:
+    out = files["tmp"] / "natural.onnx"
+    result = CliRunner().invoke(export, [str(files["ckpt"]), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "scorer msp" in result.output  # cross-entropy's natural scorer
+    from ood_exporter_onnx import OnnxModel
+
+    assert OnnxModel(out).metadata["scorer"] == "msp"
+
+
+def test_export_refuses_a_scorer_the_outputs_cannot_feed(files: dict[str, Path]) -> None:
+    pytest.importorskip("ood_plugin_mchad")
+    torch.manual_seed(0)
+    embedder = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 4))
+    ckpt = ood_core.save(
+        files["tmp"] / "mchad.pt",
+        embedder,
+        loss=ood_core.create_loss("mchad", n_classes=3, n_dim=4),
+        example_input=torch.rand(2, 3, 8, 8),
+    )
+    out = files["tmp"] / "mchad-energy.onnx"
+    result = CliRunner().invoke(export, [str(ckpt), "--scorer", "energy", "-o", str(out)])
+    assert result.exit_code == 1
+    _mistake(result, "scorer 'energy' reads logits but the model outputs embedding")
+    assert not out.exists()
+    natural = CliRunner().invoke(export, [str(ckpt), "-o", str(out)])
+    assert natural.exit_code == 0, natural.output
+    assert "scorer mchad (from the trained loss 'mchad')" in natural.output
 
 
 def test_export_trusted_pickle(files: dict[str, Path]) -> None:

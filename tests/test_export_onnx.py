@@ -22,12 +22,14 @@ pytest.importorskip("ood_exporter_onnx")
 
 from ood_exporter_onnx import (  # noqa: E402
     ExportError,
+    ExportOptions,
     GPUUnavailableError,
     MissingRuntimeError,
     OnnxModel,
     VerificationError,
     export_onnx,
 )
+from ood_exporter_onnx import convert as convert_module  # noqa: E402
 from ood_exporter_onnx import export as export_module  # noqa: E402
 from ood_exporter_onnx import runtime as runtime_module  # noqa: E402
 from ood_exporter_onnx.graph import (  # noqa: E402
@@ -66,6 +68,17 @@ class Backbone(nn.Module):
         return self.body(x)
 
 
+class Named(Backbone):
+    """A backbone returning ``{key: output}``: the checkpoint records which output it makes."""
+
+    def __init__(self, out: int, key: str) -> None:
+        super().__init__(out)
+        self.key = key
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {self.key: self.body(x)}
+
+
 class SegNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -75,11 +88,12 @@ class SegNet(nn.Module):
         return self.conv(x)
 
 
-def _checkpoint(tmp: Path, out: int, name: str, loss: nn.Module | None = None) -> Checkpoint:
+def _checkpoint(
+    tmp: Path, out: int, name: str, loss: nn.Module | None = None, key: str = "logits"
+) -> Checkpoint:
     torch.manual_seed(0)
-    path = ood_core.save(
-        tmp / f"{name}.pt", Backbone(out), loss=loss, example_input=torch.randn(4, N_IN)
-    )
+    model = Backbone(out) if key == "logits" else Named(out, key)
+    path = ood_core.save(tmp / f"{name}.pt", model, loss=loss, example_input=torch.randn(4, N_IN))
     return ood_core.load(path)
 
 
@@ -134,12 +148,12 @@ def classifier(tmp: Path) -> Checkpoint:
 def test_every_exportable_scorer(info: Any, tmp: Path) -> None:
     scorer = _scorer_for(info)
     width = _width(scorer, info.reads)
-    ckpt = _checkpoint(tmp, width, f"backbone-{info.name}")
+    ckpt = _checkpoint(tmp, width, f"backbone-{info.name}", key=info.reads)
     out = tmp / f"{info.name}.onnx"
     report = export_onnx(ckpt, scorer, out, rtol=1e-5, atol=1e-5)
     assert report.scorer == info.name
     runner = OnnxModel(out)
-    wrapper = export_module.OODGraph(ckpt.model, scorer, info.reads)
+    wrapper = convert_module.OODGraph(ckpt.model, scorer, info.reads)
     for batch in (1, 7):
         x = torch.randn(batch, N_IN)
         got = runner.run(x)
@@ -200,7 +214,9 @@ def test_metadata_and_calibrated_threshold(classifier: Checkpoint, tmp: Path) ->
     assert "threshold" in report.summary()
 
 
-def test_natural_scorer_carries_trained_state(tmp: Path) -> None:
+@pytest.fixture(scope="module")
+def mchad(tmp: Path) -> tuple[Path, nn.Module]:
+    """A checkpoint of an embedding model trained with MCHAD (centres moved off their init)."""
     pytest.importorskip("ood_plugin_mchad")
     loss = ood_core.create_loss("mchad", n_classes=N_CLASSES, n_dim=N_DIM)
     with torch.no_grad():
@@ -208,9 +224,19 @@ def test_natural_scorer_carries_trained_state(tmp: Path) -> None:
     path = ood_core.save(
         tmp / "mchad.pt", Backbone(N_DIM), loss=loss, example_input=torch.randn(2, N_IN)
     )
-    report = export_onnx(path, "mchad", tmp / "mchad.onnx")
-    assert "trained loss" in report.scorer_source
-    runner = OnnxModel(tmp / "mchad.onnx")
+    return path, loss
+
+
+@pytest.mark.parametrize("scorer", ["mchad", None], ids=["named", "natural"])
+def test_natural_scorer_carries_trained_state(
+    mchad: tuple[Path, nn.Module], tmp: Path, scorer: str | None
+) -> None:
+    path, loss = mchad
+    out = tmp / f"mchad-{scorer}.onnx"
+    report = export_onnx(path, scorer, out)
+    assert report.scorer == "mchad" and "trained loss" in report.scorer_source
+    runner = OnnxModel(out)
+    assert runner.metadata["scorer"] == "mchad"
     z = runner.run(np.zeros((2, N_IN), np.float32))["output"]
     expected = ((torch.from_numpy(z)[:, None] - loss.centers.params[None]) ** 2).sum(-1).amin(1)
     np.testing.assert_allclose(
@@ -218,21 +244,35 @@ def test_natural_scorer_carries_trained_state(tmp: Path) -> None:
     )
 
 
-def test_scorer_needing_state_without_loss(classifier: Checkpoint, tmp: Path) -> None:
-    pytest.importorskip("ood_plugin_mchad")
+def test_scorer_the_outputs_cannot_feed(mchad: tuple[Path, nn.Module], tmp: Path) -> None:
+    out = tmp / "mchad-energy.onnx"
+    with pytest.raises(ExportError, match="reads logits but the model outputs embedding"):
+        export_onnx(mchad[0], "energy", out)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("scorer", "needles"),
+    [
+        ("mchad", ("reads embedding", "the model outputs logits")),
+        ("scone", ("needs state learned by its loss ('scone')", "cross-entropy", "ood_core.save")),
+    ],
+)
+def test_scorer_refused(classifier: Checkpoint, tmp: Path, scorer: str, needles: tuple) -> None:
+    if scorer not in {s.name for s in ood_core.list_scorers()}:
+        pytest.skip(f"scorer {scorer!r} is not installed")
     out = tmp / "nope.onnx"
     with pytest.raises(ExportError) as info:
-        export_onnx(classifier, "mchad", out)
-    message = str(info.value)
-    assert "needs state learned by its loss ('mchad')" in message
-    assert "cross-entropy" in message and "ood_core.save" in message
+        export_onnx(classifier, scorer, out)
+    for needle in needles:
+        assert needle in str(info.value)
     assert not out.exists()
 
 
 def test_failed_verification_leaves_no_file(
     classifier: Checkpoint, tmp: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = export_module._to_onnx
+    real = convert_module.to_onnx
 
     def folding_exporter(wrapper: nn.Module, x: torch.Tensor, opset: int) -> onnx.ModelProto:
         """Like a tracer that folded the scorer: 'score' becomes a constant of the example."""
@@ -248,7 +288,7 @@ def test_failed_verification_leaves_no_file(
         graph.node.extend([*kept, const])
         return proto
 
-    monkeypatch.setattr(export_module, "_to_onnx", folding_exporter)
+    monkeypatch.setattr(convert_module, "to_onnx", folding_exporter)
     out = tmp / "folded.onnx"
     with pytest.raises(VerificationError, match="not computed from its input"):
         export_onnx(classifier, "energy", out)
@@ -263,7 +303,7 @@ def test_failed_verification_leaves_no_file(
                 init.CopyFrom(onnx.numpy_helper.from_array(arr * 2, init.name))
         return proto
 
-    monkeypatch.setattr(export_module, "_to_onnx", wrong_exporter)
+    monkeypatch.setattr(convert_module, "to_onnx", wrong_exporter)
     with pytest.raises(VerificationError, match="differs from PyTorch"):
         export_onnx(classifier, "energy", out)
     assert not out.exists()
@@ -355,10 +395,49 @@ def test_missing_onnxruntime(monkeypatch: pytest.MonkeyPatch, tmp: Path) -> None
         export_onnx(tmp / "whatever.pt", "msp", tmp / "whatever.onnx")
 
 
-def test_registered_as_exporter() -> None:
+def test_registered_as_exporter(classifier: Checkpoint, tmp: Path) -> None:
     info = ood_core.get_info("exporter", "onnx")
     assert info.suffix == ".onnx" and info.distribution == "ood-exporter-onnx"
-    assert ood_core.get_exporter("onnx") is export_onnx
+    target = ood_core.get_exporter("onnx")
+    assert target is export_module.export and target.options == ExportOptions.names()
+    out = tmp / "convention.onnx"
+    report = target(classifier, out, scorer=None, options={"opset": 18})  # natural scorer
+    assert report.scorer == "msp" and report.opset == 18
+    assert OnnxModel(out).metadata["scorer"] == "msp"
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda ck, out: ood_core.get_exporter("onnx")(ck, out, options={"colour": 1}), "'colour'"),
+        (lambda ck, out: export_onnx(ck, "msp", out, colour=1), "no option 'colour'"),
+        (
+            lambda ck, out: export_onnx(ck, "msp", out, options=ExportOptions(), opset=18),
+            "not both",
+        ),
+        (lambda ck, out: export_onnx(ck, 3, out), "scorer must be a registered name"),
+        (lambda ck, out: export_onnx(ck, "msp", out, tpr=0.0), "tpr must be a fraction"),
+        (lambda ck, out: export_onnx(ck, "msp", out, tpr=True), "tpr must be a fraction"),
+        (lambda ck, out: export_onnx(ck, "msp", out, batch_sizes=(3, 3)), "two different"),
+        (lambda ck, out: export_onnx(ck, "msp", out, atol=-1.0), "atol must be a number >= 0"),
+        (lambda ck, out: export_onnx(ck, "msp", out, opset=18.0), "opset must be an integer"),
+        (lambda ck, out: export_onnx(ck, "msp", out, opset=999), "newer than this onnx"),
+    ],
+)
+def test_bad_options_write_nothing(
+    classifier: Checkpoint, tmp: Path, call: Any, match: str
+) -> None:
+    out = tmp / "bad-options.onnx"
+    with pytest.raises(ExportError, match=match):
+        call(classifier, out)
+    assert not out.exists()
+
+
+def test_options_are_one_frozen_record() -> None:
+    options = ExportOptions(batch_sizes=[2, 5], input_shape=[3, 4])
+    assert options.batch_sizes == (2, 5) and options.input_shape == (3, 4)
+    with pytest.raises(AttributeError):
+        options.opset = 18  # type: ignore[misc]
 
 
 def test_plugin_module_is_light() -> None:

@@ -70,19 +70,6 @@ def _parse_shape(text: str | None) -> tuple[int, ...] | None:
     return shape
 
 
-def _parse_scorer_args(items: tuple[str, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UserError(f"--scorer-arg must look like KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
 # --------------------------------------------------------------------------------------------
 # export
 
@@ -91,33 +78,45 @@ def _parse_scorer_args(items: tuple[str, ...]) -> dict[str, Any]:
     "export",
     epilog="""\b
 Examples:
+  oodx export model.pt                       # the natural scorer of the model's loss
   oodx export model.pt --scorer mchad
   oodx export model.pt --scorer energy -o energy.onnx --calibrate id_val.npy --tpr 0.95
   oodx export model.pt --scorer msp --fp16 --opset 18
   oodx export legacy.pth --trust-pickle --input-shape 3,32,32 --scorer msp
+  oodx export model.pt --format my-format --option key=value
 """,
 )
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--scorer", "-s", required=True, help="Registered scorer name (oodx scorers).")
+@click.option(
+    "--scorer",
+    "-s",
+    help="Registered scorer name (oodx scorers) [default: the natural scorer of the loss].",
+)
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    default="onnx",
+    show_default=True,
+    help="Registered exporter (oodx plugins lists them).",
+)
 @click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Output file [default: CHECKPOINT with suffix .onnx].",
+    help="Output file [default: CHECKPOINT with the exporter's suffix, .onnx for onnx].",
 )
-@click.option("--opset", type=int, default=20, show_default=True, help="ONNX opset (>= 18).")
-@click.option("--fp16", is_flag=True, help="Store the graph in float16 (float32 in and out).")
+@click.option("--opset", type=int, help="ONNX opset (>= 18) [onnx; default 20].")
+@click.option("--fp16", is_flag=True, default=None, help="Store the graph in float16 [onnx].")
 @click.option(
     "--calibrate",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="ID inputs (.npy, shaped like the model input) to set the OOD score threshold.",
+    help="ID inputs (.npy, shaped like the model input) to set the OOD score threshold [onnx].",
 )
 @click.option(
     "--tpr",
     type=click.FloatRange(0.0, 1.0, min_open=True),
-    default=0.95,
-    show_default=True,
-    help="Fraction of the calibration (ID) inputs the threshold keeps as ID.",
+    help="Fraction of the calibration (ID) inputs the threshold keeps as ID [onnx; 0.95].",
 )
 @click.option(
     "--trust-pickle",
@@ -136,55 +135,55 @@ Examples:
 )
 @click.option(
     "--batch-sizes",
-    default="1,7",
-    show_default=True,
-    help="Batch sizes verified in onnxruntime against PyTorch.",
+    help="Batch sizes verified in onnxruntime against PyTorch [onnx; 1,7].",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Exporter option the flags do not cover (repeatable; VALUE parsed as JSON).",
 )
 def export(
     checkpoint: Path,
-    scorer: str,
+    scorer: str | None,
+    fmt: str,
     output: Path | None,
-    opset: int,
-    fp16: bool,
-    calibrate: Path | None,
-    tpr: float,
     trust_pickle: bool,
-    input_shape: str | None,
     scorer_arg: tuple[str, ...],
-    batch_sizes: str,
+    options: tuple[str, ...],
+    **flags: Any,
 ) -> None:
-    """Export a checkpoint and a scorer to one verified ONNX file.
+    """Export a checkpoint and its scorer with a registered exporter (default: ONNX).
 
-    The file maps `input` (any batch size) to `output` (the model's output), `score` (higher =
-    more OOD) and `prediction` (class). It is checked in onnxruntime against PyTorch before it
-    is written; on failure nothing is written.
+    The scorer defaults to the natural scorer of the checkpoint's loss; one the model's outputs
+    cannot feed is refused. The ONNX file maps `input` (any batch size) to `output`, `score`
+    (higher = more OOD) and `prediction` (class); it is checked in onnxruntime against PyTorch
+    before it is written, and on failure nothing is written. Options marked [onnx] go to
+    exporters that declare them; others refuse them.
     """
-    shape = _parse_shape(input_shape)
-    kwargs = _parse_scorer_args(scorer_arg)
-    try:
-        sizes = tuple(int(b) for b in batch_sizes.split(",") if b.strip())
-    except ValueError:
-        raise UserError(f"--batch-sizes must be integers like 1,7, got {batch_sizes!r}") from None
-    out = output or checkpoint.with_suffix(".onnx")
-    if out.resolve() == checkpoint.resolve():
-        raise UserError(f"output {out} would overwrite the checkpoint; pass -o OUT.onnx")
-    with _user_errors(), _warnings_to_stderr():
-        from ood_exporter_onnx.export import export_onnx
+    from oodx.commands.export_run import parse_key_values, run_export
 
-        report = export_onnx(
+    flags["input_shape"] = _parse_shape(flags["input_shape"])
+    if flags["batch_sizes"] is not None:
+        try:
+            flags["batch_sizes"] = tuple(int(b) for b in flags["batch_sizes"].split(",") if b)
+        except ValueError:
+            raise UserError(
+                f"--batch-sizes must be integers like 1,7, got {flags['batch_sizes']!r}"
+            ) from None
+    with _user_errors(), _warnings_to_stderr():
+        text = run_export(
             checkpoint,
-            scorer,
-            out,
-            opset=opset,
-            fp16=fp16,
-            calibrate=calibrate,
-            tpr=tpr,
-            batch_sizes=sizes,
-            scorer_kwargs=kwargs or None,
+            fmt=fmt,
+            output=output,
+            scorer=scorer,
+            scorer_kwargs=parse_key_values(scorer_arg, "--scorer-arg"),
+            flags=flags,
+            extra=parse_key_values(options, "--option"),
             trust_pickle=trust_pickle,
-            input_shape=shape,
         )
-    click.echo(report.summary())
+    click.echo(text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,8 +20,9 @@ __getattr__, _lazy_dir = lazy_exports(
     __name__,
     {
         "export_onnx": ".export",
-        "ExportReport": ".export",
-        "verify_onnx": ".export",
+        "ExportOptions": ".options",
+        "ExportReport": ".report",
+        "verify_onnx": ".verify",
         "OnnxModel": ".runtime",
         "read_metadata": ".runtime",
         "fix_graph": ".graph",
@@ -36,6 +37,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ExportError",
+    "ExportOptions",
     "ExportReport",
     "GPUUnavailableError",
     "MissingRuntimeError",

@@ -13,7 +13,7 @@ OODX_PLUGIN_API = PLUGIN_API_VERSION
 def oodx_register_exporters(register: Any) -> None:
     register(
         name="onnx",
-        target="ood_exporter_onnx.export:export_onnx",
+        target="ood_exporter_onnx.export:export",
         summary=(
             "One ONNX graph: input -> model output, OOD score (higher = more OOD) and int64 "
             "class; verified in onnxruntime before it is written."
