@@ -235,17 +235,18 @@ def _target_matches(target: str, klass: type) -> bool:
     return module == klass.__module__ or klass.__module__.startswith(module + ".")
 
 
-def registration_of(loss: Any, registry: Any = None) -> Any:
+def registration_of(loss: Any, registry: Any = None, kind: str = "loss") -> Any:
     """The registration of ``loss`` (an instance or class), or ``None``: string comparison only.
 
     Compares ``"module:qualname"`` of the class, then of each base class (a user's subclass of a
-    registered loss saves as that loss), with the registered targets; imports no plugin.
+    registered loss saves as that loss), with the registered targets of ``kind`` (``"loss"`` or
+    ``"scorer"``); imports no plugin.
     """
     from ood_core.registry import get_registry
 
     reg = registry if registry is not None else get_registry()
     klass = loss if isinstance(loss, type) else type(loss)
-    infos = reg.items("loss")
+    infos = reg.items(kind)
     for base in klass.__mro__:
         exact = [i for i in infos if i.target == f"{base.__module__}:{base.__qualname__}"]
         found = exact or [i for i in infos if _target_matches(i.target, base)]

@@ -18,13 +18,13 @@ Rules, in order:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from ood_core.errors import OODXError
-from ood_core.loss import ROLE_OUTPUT
+from ood_core.loss import ROLE_OUTPUT, registration_of
 
 
 class ResolveError(OODXError, ValueError):
@@ -40,6 +40,8 @@ class Resolved:
     name: str
     source: str
     reads: str | tuple[str, ...]
+    #: the keywords the scorer was created with (empty for a given module or a loss's default)
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _as_tuple(reads: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -110,7 +112,8 @@ def resolve(checkpoint: Any, name: str | nn.Module | None = None, **kwargs: Any)
     outputs = model_outputs(checkpoint)
     if isinstance(name, nn.Module):
         reads = getattr(name, "reads", "logits")
-        label = type(name).__name__
+        registered = registration_of(name, kind="scorer")
+        label = registered.name if registered is not None else type(name).__name__
         check_reads(label, reads, outputs)
         return Resolved(name, label, "given module", reads)
     if name is None:
@@ -136,7 +139,8 @@ def resolve(checkpoint: Any, name: str | nn.Module | None = None, **kwargs: Any)
         return _from_loss(checkpoint, info, natural, kwargs)
     from ood_core.registry import create_scorer
 
-    return Resolved(create_scorer(info.name, **kwargs), info.name, "created by name", info.reads)
+    scorer = create_scorer(info.name, **kwargs)
+    return Resolved(scorer, info.name, "created by name", info.reads, dict(kwargs))
 
 
 def _from_loss(checkpoint: Any, info: Any, natural: str | None, kwargs: dict) -> Resolved:
@@ -160,7 +164,8 @@ def _from_loss(checkpoint: Any, info: Any, natural: str | None, kwargs: dict) ->
             f"{type(loss).__name__}.scorer() does not take {kwargs}: {exc}"
         ) from None
     reads = getattr(scorer, "reads", info.reads)
-    return Resolved(scorer, info.name, f"from the trained loss {checkpoint.loss_name!r}", reads)
+    source = f"from the trained loss {checkpoint.loss_name!r}"
+    return Resolved(scorer, info.name, source, reads, dict(kwargs))
 
 
 def resolve_scorer(

@@ -73,7 +73,8 @@ def test_model_without_loss_needs_a_name_and_is_taken_as_a_classifier(ckpts):
 def test_kwargs_create_the_scorer_by_name(ckpts):
     got = resolve(ckpts["oe"], "energy", temperature=2.0)
     assert isinstance(got.scorer, EnergyScore) and got.source == "created by name"
-    assert resolve(ckpts["oe"]).name == "msp"
+    assert got.kwargs == {"temperature": 2.0}
+    assert resolve(ckpts["oe"]).name == "msp" and resolve(ckpts["oe"]).kwargs == {}
 
 
 def test_dict_outputs_feed_the_scorers_that_read_them(ckpts):
@@ -88,6 +89,7 @@ def test_dict_outputs_feed_the_scorers_that_read_them(ckpts):
 
 def test_a_given_module_is_used_as_is_but_checked(ckpts):
     scorer = MaxSoftmax()
-    assert resolve(ckpts["plain"], scorer).scorer is scorer
+    got = resolve(ckpts["plain"], scorer)
+    assert got.scorer is scorer and got.name == "msp"  # the registered name, not the class's
     with pytest.raises(ResolveError, match="model outputs embedding"):
         resolve(ckpts["mchad"], scorer)
