@@ -570,6 +570,39 @@ def _check_model_entry(model: Any, fail: Any) -> None:
         raise fail(f"field 'model.input_shape' must be [null, d1, ...] with integers 0..{MAX_DIM}")
     if model.get("input_dtype", "float32") not in MANIFEST_DTYPES:
         raise fail(f"field 'model.input_dtype' must be one of {list(MANIFEST_DTYPES)}")
+    if "output" in model:
+        _check_output(model["output"], "model.output", fail)
+
+
+_OUTPUT_NAME = re.compile(r"[^\x00-\x1f\x7f]{1,200}")  # printable: names end up in messages
+
+
+def _check_output(out: Any, where: str, fail: Any) -> None:
+    """``{"kind": "tensor", "shape": [null, ...]}``, ``{"kind": "dict", "keys": {name: out}}``,
+    ``{"kind": "tuple", "items": [out, ...]}`` or ``{"kind": <type name>}`` (what save writes)."""
+    kind = out.get("kind") if isinstance(out, dict) else None
+    if not isinstance(kind, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,99}", kind):
+        raise fail(f"field '{where}' must be an object with a 'kind' naming the output's type")
+    fields = {"tensor": "shape", "dict": "keys", "tuple": "items"}.get(kind)
+    expected = {"kind"} | ({fields} if fields else set())
+    if set(out) != expected:
+        raise fail(
+            f"field '{where}' of kind {kind!r} must have the fields {sorted(expected)}, "
+            f"got {sorted(out)}"
+        )
+    if kind == "tensor" and not _check_shape(out["shape"], batch=True):
+        raise fail(f"field '{where}.shape' must be [null, d1, ...] with integers 0..{MAX_DIM}")
+    if kind == "dict":
+        keys = out["keys"]
+        if not isinstance(keys, dict) or not all(_OUTPUT_NAME.fullmatch(k) for k in keys):
+            raise fail(f"field '{where}.keys' must map output names (printable strings) to outputs")
+        for name, value in keys.items():
+            _check_output(value, f"{where}.keys.{name}", fail)
+    if kind == "tuple":
+        if not isinstance(out["items"], list):
+            raise fail(f"field '{where}.items' must be a list of outputs")
+        for i, value in enumerate(out["items"]):
+            _check_output(value, f"{where}.items.{i}", fail)
 
 
 def _check_loss_entry(loss: Any, fail: Any) -> None:

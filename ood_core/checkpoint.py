@@ -4,7 +4,8 @@ A checkpoint is a PT2 archive (the zip that :func:`torch.export.save` writes, so
 ``torch.export.load`` reads it as well) with an extra folder ``<root>/oodx/``:
 
 - ``oodx/manifest.json``: format name and version, creation time, torch/ood-core/python versions,
-  the model's input shape (batch dimension ``null``) and dtype, the loss (registered name, class,
+  the model's input shape (batch dimension ``null``) and dtype and its output (a tensor, or a
+  dict whose keys are the output names), the loss (registered name, class,
   constructor keywords, how the keywords were found, the registration's plugin/distribution/
   version and natural scorer), class names, the plugin distributions the file needs, ``extra``;
 - ``oodx/tensors/<i>.bin``: the loss's ``state_dict`` tensors as raw little-endian bytes, with
@@ -16,21 +17,20 @@ tensors (``torch.export.load`` is never called; the example inputs go through to
 ``weights_only`` unpickler, which builds tensors only). Plain ``torch.save(module)`` pickles are
 refused unless ``trust_pickle=True``.
 
-Loss keywords are found, in this order: the ``loss_kwargs`` given to :func:`save`; a
-``get_config()`` method of the loss returning a JSON-serialisable dict of constructor keywords
-(the recommended way for a loss whose constructor keywords are not kept as attributes); the
-loss's ``__init__`` signature, each parameter read from the attribute (or property) of the same
-name on the loss, on ``_<name>``, or on a submodule (``num_classes``/``n_features``-style
-synonyms included), scalar tensors turned into numbers. Whatever the source, :func:`save`
-rebuilds the loss from name + keywords and loads the state into it before writing: a checkpoint
-whose loss would not rebuild is never written (the error says to pass ``loss_kwargs=``).
+The loss is saved by its registered name, found by comparing its class's ``module:qualname``
+with the registered targets (no plugin is imported), and its constructor keywords: those of
+``loss.get_config()`` (an :class:`ood_core.Loss` records its constructor call), or the
+``loss_kwargs`` given to :func:`save`, which override it. A loss that is not an
+``ood_core.Loss`` must be given ``loss_kwargs``; nothing is guessed from attributes.
+:func:`save` rebuilds the loss from name + keywords and loads the state into it before writing:
+a checkpoint whose loss would not rebuild is never written. A model loaded from a checkpoint
+saves again (its manifest keeps the original model class).
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import inspect
 import io
 import json
 import logging
@@ -54,15 +54,6 @@ from ood_core.errors import CheckpointError
 
 _MIN_TRACE_BATCH = 2
 
-# constructor-keyword synonyms looked up when a loss keeps a keyword under another name
-_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "n_classes": ("num_classes", "n_centers", "n_clusters"),
-    "num_classes": ("n_classes", "n_centers"),
-    "n_dim": ("n_features", "n_embedding", "num_features", "n_dims"),
-    "n_features": ("n_dim", "n_embedding", "num_features"),
-    "n_embedding": ("n_features", "n_dim", "num_features"),
-}
-
 
 # --------------------------------------------------------------------------------------------
 # the loaded checkpoint
@@ -76,9 +67,10 @@ class ExportedModel(nn.Module):
     ordinary modules works, and explains why ``.train()`` cannot work.
     """
 
-    def __init__(self, graph_module: nn.Module) -> None:
+    def __init__(self, graph_module: nn.Module, source_class: str | None = None) -> None:
         super().__init__()
         self.graph_module = graph_module
+        self.source_class = source_class  # the saved model's class, kept when saved again
         self.training = False
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
@@ -172,11 +164,13 @@ def save(
     """Write ``model`` (and ``loss``) to one self-contained checkpoint file at ``path``.
 
     ``model`` is exported with :func:`torch.export.export` in eval mode with a dynamic batch
-    dimension, traced with ``example_input`` (a tensor or array; a batch of 1 is repeated to 2).
-    ``loss`` must be a registered oodx loss; its name, constructor keywords (see the module
-    docstring; ``loss_kwargs`` overrides the discovery) and ``state_dict`` are stored. ``classes``
-    are class names, ``extra`` any JSON-serialisable metadata. The file is written to a temporary
-    file in the same folder and moved into place. Returns the path written.
+    dimension, traced with ``example_input`` (a tensor or array; a batch of 1 is repeated to 2);
+    it may return a tensor or a dict of named outputs (see :func:`ood_core.tap`), and a model
+    loaded from a checkpoint saves again. ``loss`` must be a registered oodx loss: its name
+    comes from its class's registration, its constructor keywords from ``get_config()`` (or
+    ``loss_kwargs``, see the module docstring), and its ``state_dict`` is stored. ``classes``
+    are class names, ``extra`` any JSON-serialisable metadata. The file is written to a
+    temporary file in the same folder and moved into place. Returns the path written.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"save: argument 'model' must be a torch.nn.Module, got {type(model)!r}")
@@ -189,7 +183,7 @@ def save(
     target = Path(path)
     if target.is_dir():
         raise CheckpointError(f"save: {target} is a folder; give a file name such as model.pt")
-
+    program = _export_model(model, x)
     manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -197,64 +191,49 @@ def save(
         "torch": torch.__version__,
         "ood_core": _ood_core_version(),
         "python": platform.python_version(),
+        "model": {
+            "class": _model_class(model),
+            "input_shape": [None, *map(int, x.shape[1:])],
+            "input_dtype": str(x.dtype).removeprefix("torch."),
+            "output": _describe_output(program.module()(x)),
+        },
     }
     plugins = {"ood-core": _ood_core_version()}
-
-    program = _export_model(model, x)
-    out = program.module()(x)
-    manifest["model"] = {
-        "class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "input_shape": [None, *map(int, x.shape[1:])],
-        "input_dtype": str(x.dtype).removeprefix("torch."),
-        "output": _describe_output(out),
-    }
-
     tensors: dict[str, Tensor] = {}
-    manifest["loss"] = None
-    if loss is not None:
-        info = _registration_of(loss)
-        kwargs, how = _loss_kwargs(loss, loss_kwargs)
-        state = {k: v.detach().cpu() for k, v in loss.state_dict().items()}
-        try:
-            _rebuild_loss(info.name, kwargs, state)
-        except CheckpointError as exc:
-            raise CheckpointError(
-                f"save: the loss {info.name!r} would not rebuild from the checkpoint: {exc} "
-                f"(keywords found by {how}: {kwargs}). Pass the constructor keywords explicitly: "
-                f"ood_core.save(..., loss_kwargs={{...}}), or give {type(loss).__name__} a "
-                "get_config() method returning them."
-            ) from None
-        manifest["loss"] = {
-            "name": info.name,
-            "class": f"{type(loss).__module__}.{type(loss).__qualname__}",
-            "kwargs": kwargs,
-            "kwargs_from": how,
-            "plugin": info.plugin,
-            "distribution": info.distribution,
-            "version": info.version,
-            "scorer": info.scorer,
-            "state": {},
-        }
-        for i, (key, value) in enumerate(state.items()):
-            name = f"{_TENSOR_DIR}{i}.bin"
-            manifest["loss"]["state"][key] = {
-                "file": name,
-                "dtype": str(value.dtype).removeprefix("torch."),
-                "shape": list(value.shape),
-            }
-            tensors[name] = value
-        if info.distribution:
-            plugins[info.distribution] = info.version
+    manifest["loss"] = None if loss is None else _loss_entry(loss, loss_kwargs, tensors)
+    if manifest["loss"] and manifest["loss"]["distribution"]:
+        plugins[manifest["loss"]["distribution"]] = manifest["loss"]["version"]
     manifest["classes"] = None if classes is None else [str(c) for c in classes]
     manifest["plugins"] = plugins
     manifest["extra"] = dict(extra or {})
+    _write(target, program, _manifest_text(manifest), tensors)
+    return target
+
+
+def _model_class(model: nn.Module) -> str:
+    """``module.qualname`` of ``model``; a loaded checkpoint's model keeps its original class."""
+    if isinstance(model, ExportedModel) and model.source_class:
+        return model.source_class
+    return f"{type(model).__module__}.{type(model).__qualname__}"
+
+
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest as JSON, checked by the schema :func:`load` applies (never write what
+    load would refuse)."""
+    from ood_core.archive import check_manifest
+
     try:
-        manifest_text = json.dumps(manifest, indent=2, allow_nan=False)
+        text = json.dumps(manifest, indent=2, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(
             f"save: metadata must be JSON-serialisable (check `extra` and the loss keywords): {exc}"
         ) from None
+    check_manifest(json.loads(text), lambda what: CheckpointError(f"save: manifest: {what}"))
+    return text
 
+
+def _write(target: Path, program: Any, manifest_text: str, tensors: Mapping[str, Tensor]) -> None:
+    """The PT2 archive plus ``oodx/``, written beside ``target`` and moved into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_file_beside(target)  # mode as open() gives it, not mkstemp's 0600
     try:
@@ -269,7 +248,47 @@ def save(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-    return target
+
+
+def _loss_entry(
+    loss: nn.Module, given: Mapping[str, Any] | None, tensors: dict[str, Tensor]
+) -> dict[str, Any]:
+    """The manifest's ``loss`` entry; the state tensors are added to ``tensors``.
+
+    The loss is rebuilt from name + keywords and given the state before anything is written:
+    a checkpoint whose loss would not rebuild is never written.
+    """
+    info = _registration_of(loss)
+    kwargs, how = _loss_kwargs(loss, given)
+    state = {k: v.detach().cpu() for k, v in loss.state_dict().items()}
+    try:
+        _rebuild_loss(info.name, kwargs, state)
+    except CheckpointError as exc:
+        raise CheckpointError(
+            f"save: the loss {info.name!r} would not rebuild from the checkpoint: {exc} "
+            f"(keywords from {how}: {kwargs}). Pass the constructor keywords explicitly: "
+            "ood_core.save(..., loss_kwargs={...})."
+        ) from None
+    entry: dict[str, Any] = {
+        "name": info.name,
+        "class": f"{type(loss).__module__}.{type(loss).__qualname__}",
+        "kwargs": kwargs,
+        "kwargs_from": how,
+        "plugin": info.plugin,
+        "distribution": info.distribution,
+        "version": info.version,
+        "scorer": info.scorer,
+        "state": {},
+    }
+    for key, value in state.items():
+        name = f"{_TENSOR_DIR}{len(tensors)}.bin"
+        entry["state"][key] = {
+            "file": name,
+            "dtype": str(value.dtype).removeprefix("torch."),
+            "shape": list(value.shape),
+        }
+        tensors[name] = value
+    return entry
 
 
 def _example_tensor(example_input: Any) -> Tensor:
@@ -295,13 +314,21 @@ def _example_tensor(example_input: Any) -> Tensor:
 
 
 def _export_model(model: nn.Module, x: Tensor) -> Any:
-    from torch.export import Dim
+    """``torch.export`` program of ``model`` in eval mode, batch dimension of ``x`` dynamic.
 
+    The dynamic dimension is attached to the example tensor itself (a ``ShapesCollection``),
+    not to a parameter name, so any forward signature works: a module's ``forward(x)`` as well
+    as a loaded checkpoint's ``forward(*args)``.
+    """
+    from torch.export import Dim, ShapesCollection
+
+    shapes = ShapesCollection()
+    shapes[x] = {0: Dim("batch", min=1, max=1 << 30)}
     was_training = model.training
     model.eval()
     try:
         return torch.export.export(
-            model, (x,), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 30)},), strict=False
+            model, (x,), dynamic_shapes=shapes.dynamic_shapes(model, (x,)), strict=False
         )
     except Exception as exc:  # noqa: BLE001 - the tracer may raise many kinds of errors
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -316,6 +343,8 @@ def _export_model(model: nn.Module, x: Tensor) -> Any:
 
 
 def _describe_output(out: Any) -> Any:
+    """Kind and shape of the model's output; a dict's keys are the output names (what
+    :func:`ood_core.resolve.model_outputs` reads)."""
     if isinstance(out, Tensor):
         return {"kind": "tensor", "shape": [None, *map(int, out.shape[1:])]}
     if isinstance(out, Mapping):
@@ -332,25 +361,17 @@ def _ood_core_version() -> str:
 
 
 def _registration_of(loss: nn.Module) -> Any:
-    from ood_core.registry import list_losses
+    """The loss's registration, found by its class's ``module:qualname`` (no plugin imported)."""
+    from ood_core.loss import registration_of
 
-    candidates = []
-    for info in list_losses():
-        try:
-            cls = info.load()
-        except Exception:  # noqa: BLE001 - a broken plugin is not this loss
-            continue
-        if cls is type(loss):
-            return info
-        if isinstance(cls, type) and isinstance(loss, cls):
-            candidates.append(info)
-    if candidates:
-        return candidates[0]
-    raise CheckpointError(
-        f"save: the loss {type(loss).__module__}.{type(loss).__qualname__} is not a registered "
-        "oodx loss, so the checkpoint could not rebuild it. Register it through a plugin "
-        "(`oodx plugins` lists what is installed) or save without `loss=`."
-    )
+    info = registration_of(loss)
+    if info is None:
+        raise CheckpointError(
+            f"save: the loss {type(loss).__module__}.{type(loss).__qualname__} is not a "
+            "registered oodx loss, so the checkpoint could not rebuild it. Register it through a "
+            "plugin (`oodx plugins` lists what is installed) or save without `loss=`."
+        )
+    return info
 
 
 def _jsonable(value: Any) -> tuple[bool, Any]:
@@ -372,60 +393,36 @@ def _jsonable(value: Any) -> tuple[bool, Any]:
     return False, None
 
 
-def _find_attribute(loss: nn.Module, name: str) -> tuple[bool, Any]:
-    names = (name, f"_{name}", *_SYNONYMS.get(name, ()))
-    for module in (loss, *(m for _, m in loss.named_modules() if m is not loss)):
-        for attr in names:
-            try:
-                value = getattr(module, attr)
-            except Exception:  # noqa: BLE001 - properties may raise
-                continue
-            if isinstance(value, nn.Module) or callable(value):
-                continue
-            ok, value = _jsonable(value)
-            if ok:
-                return True, value
-    return False, None
-
-
 def _loss_kwargs(loss: nn.Module, given: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """Constructor keywords of ``loss`` and how they were found (see the module docstring)."""
+    """Constructor keywords of ``loss`` and where they came from: ``loss_kwargs`` if given,
+    else ``get_config()`` of an :class:`ood_core.Loss`; any other module is refused."""
+    from ood_core.loss import Loss
+
+    owner = type(loss).__name__
     if given is not None:
-        ok, kwargs = _jsonable(dict(given))
-        if not ok:
-            raise CheckpointError(f"save: loss_kwargs must be JSON-serialisable, got {given!r}")
-        return kwargs, "loss_kwargs"
-    get_config = getattr(loss, "get_config", None)
-    if callable(get_config):
-        ok, kwargs = _jsonable(dict(get_config()))
-        if not ok:
+        source, how = dict(given), "loss_kwargs"
+    elif isinstance(loss, Loss):
+        try:
+            source, how = loss.get_config(), "get_config()"
+        except TypeError as exc:
             raise CheckpointError(
-                f"save: {type(loss).__name__}.get_config() must return JSON-serialisable "
-                "constructor keywords"
-            )
-        return kwargs, "get_config()"
-    kwargs: dict[str, Any] = {}
-    missing = []
-    for param in list(inspect.signature(type(loss).__init__).parameters.values())[1:]:
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            continue
-        found, value = _find_attribute(loss, param.name)
-        if found:
-            if isinstance(param.default, bool) and isinstance(value, int):
-                value = bool(value)
-            elif isinstance(param.default, float) and isinstance(value, int):
-                value = float(value)
-            kwargs[param.name] = value
-        elif param.default is inspect.Parameter.empty:
-            missing.append(param.name)
-    if missing:
+                f"save: {exc}. Pass the constructor keywords: ood_core.save(..., "
+                "loss_kwargs={...})"
+            ) from None
+    else:
         raise CheckpointError(
-            f"save: could not find the value of {type(loss).__name__}'s required constructor "
-            f"keyword(s) {missing} on the loss. Pass them: ood_core.save(..., "
-            f"loss_kwargs={{{', '.join(repr(m) + ': ...' for m in missing)}}}), or give the "
-            "loss a get_config() method."
+            f"save: the loss {type(loss).__module__}.{type(loss).__qualname__} is not an "
+            "ood_core.Loss, so its constructor keywords are unknown. Derive it from "
+            "ood_core.Loss (get_config() then records them), or pass them: "
+            "ood_core.save(..., loss_kwargs={...})"
         )
-    return kwargs, "the constructor signature"
+    ok, kwargs = _jsonable(source)
+    if not ok or not isinstance(kwargs, dict):
+        raise CheckpointError(
+            f"save: the constructor keywords of {owner} (from {how}) must be JSON values "
+            f"(numbers, strings, lists, dicts; no NaN), got {source!r}"
+        )
+    return kwargs, how
 
 
 def _rebuild_loss(name: str, kwargs: Mapping[str, Any], state: Mapping[str, Tensor]) -> nn.Module:
@@ -570,6 +567,7 @@ def _load_checked(arc: Archive) -> Checkpoint:
             }
         return ckpt
     ckpt.metadata, ckpt.source, ckpt.classes = manifest, "oodx", manifest.get("classes")
+    module.source_class = manifest["model"].get("class")
     loss = manifest.get("loss")
     if loss:
         _check_loss_registered(arc, loss)

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 import ood_core
 from oodx.demo import data as demo_data
+from oodx.errors import UserError
 from oodx.main import cli
 
 pytest.importorskip("mlxtend", reason='needs the demo extra: pip install "oodx[demo]"')
@@ -79,9 +80,9 @@ def test_missing_demo_packages_name_the_extra(cache_env, monkeypatch):
 
 
 def test_losses_the_demo_cannot_feed_are_refused_with_alternatives(cache_env):
-    from oodx.demo.model import unsupported_inputs
+    from oodx.demo.model import unsupported_roles
 
-    odd = [i.name for i in ood_core.list_losses() if unsupported_inputs(i.inputs)]
+    odd = [i.name for i in ood_core.list_losses() if unsupported_roles(i.inputs)]
     if not odd:
         pytest.skip("every installed loss takes inputs the demo can feed")
     result = CliRunner().invoke(cli, ["demo", "--loss", odd[0]])
@@ -116,10 +117,36 @@ def test_feeding_follows_the_registration():
         def distance(self, z):
             return z[:, :10] ** 2
 
-    kwargs = loss_kwargs(Dist, ("distmat", "target"), 10, {"embedding": 16, "features": 128}, {})
+    kwargs = loss_kwargs(Dist, ("distances", "target"), 10, {"embedding": 16, "features": 128}, {})
     assert kwargs == {"n_classes": 10, "n_dim": 16}
-    args = feed(Dist(**kwargs), ("distmat", "y"), outs, y)
+    args = feed(Dist(**kwargs), ("distances", "target"), outs, y)
     assert args[0].shape == (4, 10) and args[1] is y
+    args = feed(Dist(**kwargs), ("features", "logits", "target"), outs, y)
+    assert args[0] is outs["features"] and args[1] is outs["logits"] and args[2] is y
+    # a loss reading only features gets the features' width
+    assert loss_kwargs(
+        Dist, ("features", "target"), 10, {"embedding": 16, "features": 128}, {}
+    ) == {
+        "n_classes": 10,
+        "n_dim": 128,
+    }
+    # forward-argument names are not roles: the old synonyms are refused, not guessed
+    for name in ("distmat", "y", "targets", "z"):
+        with pytest.raises(UserError, match=f"role {name!r}"):
+            feed(Dist(**kwargs), (name,), outs, y)
+
+
+def test_the_demo_reads_roles_of_every_registered_loss():
+    from ood_core.loss import ROLES
+    from oodx.demo.model import unsupported_roles
+    from oodx.demo.pipeline import demo_losses
+
+    for info in ood_core.list_losses():
+        assert set(info.inputs) <= set(ROLES), info.name
+        assert set(unsupported_roles(info.inputs)) <= {"confidence"}, info.name
+    installed = {i.name for i in ood_core.list_losses()}
+    # distances to the centres are fed as loss.distance(embedding), features by name
+    assert {"cross-entropy", "mchad", "center", "objectosphere"} & installed <= set(demo_losses())
 
 
 def _run_demo(out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:

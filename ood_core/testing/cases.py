@@ -106,12 +106,12 @@ def make_float(
 
 
 def default_inputs(spec: InputSpec, names: tuple[str, ...]) -> tuple[Any, ...]:
-    """Forward arguments named ``names`` for ``spec``.
+    """Forward arguments with the roles ``names`` (:data:`ood_core.loss.ROLES`) for ``spec``.
 
     ``logits`` are ``(B, C)`` or ``(B, C, H, W)``; ``embedding``/``features`` are ``(B, D)`` or
-    ``(B, D, H, W)``; ``distances``/``distmat`` are non-negative ``(B, C)``; ``confidence`` is
-    ``(B, 1)`` in ``(0, 1)``; ``target``/``targets``/``y`` are class indices ``(B,)`` or
-    ``(B, H, W)`` with ``-1`` for OOD. Other names need a case's ``make_inputs``.
+    ``(B, D, H, W)``; ``distances`` are non-negative ``(B, C)``; ``confidence`` is ``(B, 1)`` in
+    ``(0, 1)``; ``target`` are class indices ``(B,)`` or ``(B, H, W)`` with ``-1`` for OOD.
+    Anything else needs a case's ``make_inputs``.
     """
     generator = torch.Generator().manual_seed(spec.seed)
     batch = 0 if spec.mode == "empty" else spec.batch
@@ -120,11 +120,11 @@ def default_inputs(spec: InputSpec, names: tuple[str, ...]) -> tuple[Any, ...]:
     for name in names:
         if name == "logits":
             out.append(make_float(spec, (batch, spec.num_classes, *spatial), generator))
-        elif name in ("embedding", "features", "embeddings", "z"):
+        elif name in ("embedding", "features"):
             out.append(make_float(spec, (batch, spec.dim, *spatial), generator, scale=1.0))
-        elif name in ("target", "targets", "y", "labels"):
+        elif name == "target":
             out.append(make_target(spec, (batch, *spatial), generator))
-        elif name in ("distances", "distmat"):
+        elif name == "distances":
             d = torch.randn(batch, spec.num_classes, generator=generator) ** 2 * 2.0
             out.append(d.to(device=spec.device, dtype=spec.dtype).requires_grad_(True))
         elif name == "confidence":
@@ -132,7 +132,8 @@ def default_inputs(spec: InputSpec, names: tuple[str, ...]) -> tuple[Any, ...]:
             out.append(c.to(device=spec.device, dtype=spec.dtype).requires_grad_(True))
         else:
             raise ValueError(
-                f"the conformance kit cannot generate forward argument {name!r}; give the case a "
-                "make_inputs(spec) function"
+                f"the conformance kit cannot generate a forward argument with the role {name!r} "
+                f"(roles: logits, embedding, features, distances, confidence, target); give the "
+                "case a make_inputs(spec) function"
             )
     return tuple(out)

@@ -3,7 +3,7 @@
 In-distribution data are ``K`` Gaussian clusters in ``R^8``; outlier-exposure data and OOD test
 data are drawn from other regions of the space (a broad shell around the clusters, and clusters
 of their own). A small MLP exposes ``features`` (penultimate layer), ``embedding`` and
-``logits``, so every loss can be fed what its registration's ``inputs`` name.
+``logits``, so every loss can be fed by the roles of its forward arguments.
 """
 
 from __future__ import annotations
@@ -107,8 +107,8 @@ def smoke_train(
 ) -> dict[str, float]:
     """Train :class:`ToyNet` with ``loss`` and return ``{"AUROC": ..., "ACC": ...}`` on test data.
 
-    ``inputs`` are the loss's forward argument names (its registration's ``inputs``); ``feed``
-    overrides how a batch is turned into forward arguments. With ``use_ood`` each batch has as
+    ``inputs`` are the roles of the loss's forward arguments (its registration's ``inputs``;
+    forward parameter names are read through the loss's ``roles``); ``feed`` overrides how a batch is turned into forward arguments. With ``use_ood`` each batch has as
     many outlier-exposure samples (target ``-1``) as ID samples. The scores come from ``scorer``
     (default ``loss.scorer()``) applied to the model output named ``reads``.
     """
@@ -134,6 +134,29 @@ def smoke_train(
         torch.set_num_threads(threads)
 
 
+def _arguments(
+    loss: nn.Module, inputs: tuple[str, ...], out: dict[str, Tensor], y: Tensor
+) -> tuple[Tensor, ...]:
+    """Forward arguments by role: ``inputs`` entries are roles or forward parameter names,
+    which the loss's ``roles`` turn into roles (``distances`` = ``loss.distance(embedding)``)."""
+    declared = getattr(type(loss), "roles", {})
+    args = []
+    for name in inputs:
+        role = declared.get(name, name)
+        if role == "target":
+            args.append(y)
+        elif role == "distances" and callable(getattr(loss, "distance", None)):
+            args.append(loss.distance(out["embedding"]))
+        elif role in out:
+            args.append(out[role])
+        else:
+            raise ValueError(
+                f"smoke_train: cannot feed {name!r} (role {role!r}): ToyNet outputs "
+                f"{', '.join(out)}; give feed=lambda out, y: (...)"
+            )
+    return tuple(args)
+
+
 def _smoke_train(
     loss, inputs, reads, scorer, use_ood, num_classes, dim, steps, batch, lr, seed, feed, after_step
 ) -> dict[str, float]:
@@ -152,11 +175,7 @@ def _smoke_train(
             x = torch.cat([x, data.x_ood_train[oidx]])
             y = torch.cat([y, torch.full((batch,), -1, dtype=torch.long)])
         out = net(x)
-        args = (
-            feed(out, y)
-            if feed is not None
-            else tuple(y if n in ("target", "targets", "y") else out[n] for n in inputs)
-        )
+        args = feed(out, y) if feed is not None else _arguments(loss, inputs, out, y)
         value = loss(*args)
         opt.zero_grad()
         value.backward()

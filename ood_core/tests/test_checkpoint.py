@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import types
 import zipfile
 from pathlib import Path
 
@@ -84,7 +87,7 @@ def test_no_temp_files_left(saved: tuple[Path, nn.Module]) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.pt"]
 
 
-def test_mchad_state_and_kwargs_from_signature(tmp_path: Path) -> None:
+def test_mchad_state_and_kwargs_from_get_config(tmp_path: Path) -> None:
     pytest.importorskip("ood_plugin_mchad")
     loss = ood_core.create_loss("mchad", n_classes=3, n_dim=2, radius=0.5, margin=1.5)
     with torch.no_grad():
@@ -93,11 +96,13 @@ def test_mchad_state_and_kwargs_from_signature(tmp_path: Path) -> None:
         tmp_path / "m.pt", nn.Linear(4, 2), loss=loss, example_input=torch.randn(4, 4)
     )
     ckpt = ood_core.load(path)
-    assert ckpt.loss_kwargs["n_classes"] == 3 and ckpt.loss_kwargs["n_dim"] == 2
-    assert ckpt.loss_kwargs["radius"] == 0.5 and ckpt.loss_kwargs["margin"] == 1.5
+    assert ckpt.loss_kwargs == loss.get_config()  # the recorded constructor call, defaults too
+    assert ckpt.loss_kwargs["n_classes"] == 3 and ckpt.loss_kwargs["radius"] == 0.5
+    assert ckpt.metadata["loss"]["kwargs_from"] == "get_config()"
+    assert ckpt.metadata["loss"]["name"] == "mchad"
     rebuilt = ckpt.build_loss()
+    assert type(rebuilt) is type(loss)
     torch.testing.assert_close(rebuilt.centers.params, loss.centers.params)
-    assert ckpt.metadata["loss"]["kwargs_from"] == "the constructor signature"
     assert ckpt.metadata["plugins"]["ood-plugin-mchad"]
 
 
@@ -111,6 +116,7 @@ def test_get_config_and_explicit_kwargs(tmp_path: Path) -> None:
     )
     assert ckpt.loss_kwargs == {"reduction": "none"}
     assert ckpt.metadata["loss"]["kwargs_from"] == "get_config()"
+    assert ckpt.metadata["loss"]["name"] == "cross-entropy"  # a subclass saves as its base
     path = ood_core.save(
         tmp_path / "b.pt",
         nn.Linear(3, 2),
@@ -128,6 +134,278 @@ def test_get_config_and_explicit_kwargs(tmp_path: Path) -> None:
             loss_kwargs={"no_such_keyword": 1},
         )
     assert not (tmp_path / "c.pt").exists()
+
+
+class _Weighted(CrossEntropyLoss):
+    def __init__(self, weight_fn=None) -> None:  # noqa: ANN001 - a callable: not JSON
+        super().__init__()
+        self.weight_fn = weight_fn
+
+
+@pytest.mark.parametrize(
+    ("loss_kwargs", "match"),
+    [
+        (None, r"weight_fn=<function> cannot be recorded as JSON.*loss_kwargs="),
+        ({"reduction": float("nan")}, "must be JSON values"),
+        ({"reduction": object()}, "must be JSON values"),
+    ],
+)
+def test_loss_keywords_that_cannot_be_written_are_refused(
+    tmp_path: Path, loss_kwargs: dict | None, match: str
+) -> None:
+    with pytest.raises(CheckpointError, match=match):
+        ood_core.save(
+            tmp_path / "x.pt",
+            nn.Linear(3, 2),
+            _Weighted(weight_fn=lambda t: t),
+            torch.randn(2, 3),
+            loss_kwargs=loss_kwargs,
+        )
+    assert not list(tmp_path.iterdir())
+
+
+class PlainCE(nn.CrossEntropyLoss):
+    """A third-party loss: a plain nn.Module, not an ood_core.Loss (no recorded config)."""
+
+
+@pytest.fixture
+def plain_ce_registered():
+    from ood_core.hookspecs import hookimpl
+    from ood_core.registry import Registry, set_registry
+
+    def losses(register):  # noqa: ANN001, ANN202
+        register(
+            name="plain-ce",
+            target=f"{__name__}:PlainCE",
+            summary="s",
+            paper="",
+            tasks=("classification",),
+            uses_ood=False,
+            scorer="msp",
+            inputs=("logits", "target"),
+        )
+
+    plugin = types.SimpleNamespace(OODX_PLUGIN_API=1, oodx_register_losses=hookimpl(losses))
+    old = set_registry(Registry.from_plugins({"third-party": plugin}))
+    yield
+    set_registry(old)
+
+
+def test_a_loss_that_is_not_an_ood_core_loss_needs_loss_kwargs(
+    tmp_path: Path, plain_ce_registered: None
+) -> None:
+    loss = PlainCE(reduction="sum")
+    with pytest.raises(CheckpointError) as info:
+        ood_core.save(tmp_path / "x.pt", nn.Linear(3, 2), loss, torch.randn(2, 3))
+    message = str(info.value)
+    assert "PlainCE is not an ood_core.Loss" in message
+    assert "Derive it from ood_core.Loss" in message and "loss_kwargs=" in message
+    assert not list(tmp_path.iterdir())  # nothing guessed from attributes, nothing written
+    path = ood_core.save(
+        tmp_path / "x.pt",
+        nn.Linear(3, 2),
+        loss,
+        torch.randn(2, 3),
+        loss_kwargs={"reduction": "sum"},
+    )
+    ckpt = ood_core.load(path)
+    assert ckpt.loss_name == "plain-ce" and ckpt.metadata["loss"]["kwargs_from"] == "loss_kwargs"
+    rebuilt = ckpt.build_loss()
+    assert type(rebuilt) is PlainCE and rebuilt.reduction == "sum"
+
+
+_NO_SCAN = """
+import sys, torch, ood_core
+from torch import nn
+from ood_core.registry import get_registry
+loss = ood_core.create_loss("mchad", n_classes=3, n_dim=2)
+plugins = {i.target.split(".")[0] for i in get_registry().items("loss")} - {"ood_core"}
+before = set(sys.modules)
+path = ood_core.save(sys.argv[1], nn.Linear(4, 2), loss, torch.randn(2, 4))
+ood_core.load(path).build_loss()
+new = sorted(m for m in set(sys.modules) - before if m.split(".")[0] in plugins)
+print(len(plugins), "new:" + ",".join(new))
+"""
+
+
+def test_saving_imports_no_other_plugin(tmp_path: Path) -> None:
+    pytest.importorskip("ood_plugin_mchad")
+    run = subprocess.run(
+        [sys.executable, "-c", _NO_SCAN, str(tmp_path / "m.pt")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    n_plugins, new = run.stdout.strip().splitlines()[-1].split(" new:")
+    assert int(n_plugins) > 1, "needs plugins besides mchad installed to mean anything"
+    assert new == "", f"save/load imported other plugins' modules: {new}"
+
+
+class TinyResNet(nn.Module):
+    """torchvision-style classifier: conv body, ``avgpool``, flatten, ``fc`` (not edited)."""
+
+    def __init__(self, n_classes: int = 3) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(4)
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(4, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+class MultiHead(nn.Module):
+    """A model returning a dict of named outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.embed = nn.Linear(4, 2)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        maps = torch.relu(self.conv(x))
+        features = maps.mean(dim=(2, 3))
+        return {
+            "logits": self.fc(features),
+            "features": features,
+            "embedding": self.embed(features),
+            "feature_maps": maps,
+        }
+
+
+def _tapped() -> nn.Module:
+    return ood_core.tap(TinyResNet(), features="avgpool", feature_maps="bn1")
+
+
+_MODELS = {
+    "tensor": (Net, ("logits",)),
+    "dict": (MultiHead, ("logits", "features", "embedding", "feature_maps")),
+    "tapped": (_tapped, ("logits", "features", "feature_maps")),
+}
+
+
+def _same_output(a, b) -> None:  # noqa: ANN001
+    if isinstance(a, dict):
+        assert list(a) == list(b)
+        for key in a:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+    else:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", list(_MODELS))
+def test_save_load_save_load(tmp_path: Path, kind: str) -> None:
+    from ood_core.resolve import model_outputs
+
+    build, names = _MODELS[kind]
+    torch.manual_seed(0)
+    model = build().eval()
+    loss = ood_core.create_loss("cross-entropy", reduction="sum")
+    first = ood_core.load(
+        ood_core.save(
+            tmp_path / "1.pt", model, loss, torch.rand(2, 1, 6, 6), ["a", "b", "c"], {"n": 1}
+        )
+    )
+    again = ood_core.load(
+        ood_core.save(
+            tmp_path / "2.pt",
+            first.model,
+            first.build_loss(),
+            first.example_input,
+            first.classes,
+            first.metadata["extra"],
+        )
+    )
+    for batch in (1, 5):  # the batch dimension stays dynamic through both round trips
+        x = torch.rand(batch, 1, 6, 6)
+        with torch.no_grad():
+            expected = model(x)
+        _same_output(first.model(x), expected)
+        _same_output(again.model(x), expected)
+    drop = lambda m: {k: v for k, v in m.items() if k != "created"}  # noqa: E731
+    assert drop(again.metadata) == drop(first.metadata)
+    assert first.metadata["model"]["class"].endswith(type(model).__qualname__)
+    assert model_outputs(first) == model_outputs(again) == names  # what resolve_scorer reads
+    assert again.loss_kwargs == {"reduction": "sum"} and again.classes == ["a", "b", "c"]
+
+
+def test_tapped_classifier_outputs(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = TinyResNet().eval()
+    tapped = ood_core.tap(net, features="avgpool").eval()
+    ckpt = ood_core.load(ood_core.save(tmp_path / "t.pt", tapped, None, torch.rand(2, 1, 6, 6)))
+    x = torch.rand(4, 1, 6, 6)
+    out = ckpt.model(x)
+    with torch.no_grad():
+        pooled = net.avgpool(torch.relu(net.bn1(net.conv1(x)))).flatten(1)
+        torch.testing.assert_close(out["logits"], net(x))
+    torch.testing.assert_close(out["features"], pooled)  # (B, C): flattened from (B, C, 1, 1)
+    assert ckpt.metadata["model"]["output"] == {
+        "kind": "dict",
+        "keys": {
+            "logits": {"kind": "tensor", "shape": [None, 3]},
+            "features": {"kind": "tensor", "shape": [None, 4]},
+        },
+    }
+
+
+_GOOD_OUTPUT = {"kind": "dict", "keys": {"logits": {"kind": "tensor", "shape": [None, 3]}}}
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        "logits",
+        {"kind": "dict", "keys": "abc"},  # would read as the outputs a, b, c
+        {"kind": "dict", "keys": ["logits"]},
+        {"kind": "dict", "keys": {"logits": 5}},
+        {"kind": "dict", "keys": {"": {"kind": "tensor", "shape": [None, 3]}}},
+        {"kind": "dict", "keys": {"lo\ngits": {"kind": "tensor", "shape": [None, 3]}}},
+        {"kind": "dict"},
+        {"kind": "tensor", "shape": [3]},
+        {"kind": "tensor", "shape": [None, -1]},
+        {"kind": "tensor", "shape": [None, 3], "code": "__import__('os')"},
+        {"kind": "tuple", "items": {"0": {"kind": "tensor", "shape": [None]}}},
+        {"kind": "no such kind!"},
+        {"kind": ["dict"]},
+        {"keys": {"logits": {"kind": "tensor", "shape": [None, 3]}}},
+        {"kind": "dict", "keys": {"logits": {"kind": "dict", "keys": {"x": {"kind": 1}}}}},
+    ],
+)
+def test_malformed_output_description_refused(
+    saved: tuple[Path, nn.Module], tmp_path: Path, output: object
+) -> None:
+    def edit(value: object):  # noqa: ANN202
+        def rewrite(name: str, data: bytes) -> bytes:
+            if name.endswith(MANIFEST):
+                manifest = json.loads(data)
+                manifest["model"]["output"] = value
+                return json.dumps(manifest).encode()
+            return data
+
+        return rewrite
+
+    good = tmp_path / "good.pt"
+    _rewrite(saved[0], good, edit(_GOOD_OUTPUT))
+    assert ood_core.load(good).metadata["model"]["output"] == _GOOD_OUTPUT
+    bad = tmp_path / "bad.pt"
+    _rewrite(saved[0], bad, edit(output))
+    with pytest.raises(CheckpointError, match=r"model\.output"):
+        ood_core.load(bad)
+
+
+def test_output_names_load_would_refuse_are_not_written(tmp_path: Path) -> None:
+    class OddName(nn.Module):
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"logits\n": x * 2}
+
+    with pytest.raises(CheckpointError, match=r"save: manifest: field 'model\.output\.keys'"):
+        ood_core.save(tmp_path / "x.pt", OddName(), example_input=torch.randn(2, 3))
+    assert not list(tmp_path.iterdir())
 
 
 def test_unregistered_loss_refused(tmp_path: Path) -> None:

@@ -11,20 +11,19 @@ from torch import Tensor, nn
 
 from oodx.errors import UserError
 
-#: forward-argument names the demo can feed, by what they are
-OUTPUT_NAMES = {
-    "logits": "logits",
-    "embedding": "embedding",
-    "embeddings": "embedding",
-    "z": "embedding",
-    "features": "features",
+#: roles (``ood_core.loss.ROLES``) of forward arguments the demo can feed: its model's outputs,
+#: the distances to the loss's centres (``loss.distance(embedding)``) and the target
+FEEDABLE_ROLES = ("logits", "embedding", "features", "distances", "target")
+#: pytorch-ood's constructor keywords for the problem's size, which the demo fills in from its
+#: data: ``classes`` (the class count) or ``width`` (of the embedding or features the loss reads)
+SIZE_KEYWORDS = {
+    "n_classes": "classes",
+    "num_classes": "classes",
+    "n_dim": "width",
+    "n_embedding": "width",
+    "n_features": "width",
+    "num_features": "width",
 }
-TARGET_NAMES = ("target", "targets", "y", "labels")
-#: ``distmat``: squared distances to the loss's centres, ``loss.distance(embedding)``
-DISTANCE_NAMES = ("distmat",)
-#: constructor parameters the demo fills in from the problem's size
-CLASS_KWARGS = ("n_classes", "num_classes")
-DIM_KWARGS = ("n_dim", "n_features", "n_embedding", "num_features", "dim", "embedding_dim")
 
 
 class DemoNet(nn.Module):
@@ -83,31 +82,30 @@ class DemoNet(nn.Module):
         return out
 
 
-def unsupported_inputs(inputs: tuple[str, ...]) -> list[str]:
-    """The forward arguments (registration ``inputs``) the demo cannot feed."""
-    known = set(OUTPUT_NAMES) | set(TARGET_NAMES) | set(DISTANCE_NAMES)
-    return [name for name in inputs if name not in known]
+def unsupported_roles(roles: tuple[str, ...]) -> list[str]:
+    """The roles of a loss's forward arguments (registration ``inputs``) the demo cannot feed."""
+    return [role for role in roles if role not in FEEDABLE_ROLES]
 
 
 def loss_kwargs(
-    target: Any, inputs: tuple[str, ...], n_classes: int, dims: Mapping[str, int], given: Mapping
+    target: Any, roles: tuple[str, ...], n_classes: int, dims: Mapping[str, int], given: Mapping
 ) -> dict[str, Any]:
-    """Constructor keywords for the loss class ``target``: the class count and embedding size
-    where its signature asks for them, then ``given`` (``--loss-arg``) on top."""
+    """Constructor keywords for the loss class ``target``: the class count and the width of what
+    it reads (``dims`` by output name) where its signature asks for them (:data:`SIZE_KEYWORDS`),
+    then ``given`` (``--loss-arg``) on top."""
     try:
         params = inspect.signature(target).parameters
     except (TypeError, ValueError):
         params = {}
-    reads_features = "features" in inputs and not {"embedding", "distmat"} & set(inputs)
-    dim = dims["features"] if reads_features else dims["embedding"]
+    reads_features = "features" in roles and not {"embedding", "distances"} & set(roles)
+    sizes = {"classes": n_classes, "width": dims["features" if reads_features else "embedding"]}
     kwargs: dict[str, Any] = {}
     for name, param in params.items():
-        if name in given or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+        size = SIZE_KEYWORDS.get(name)
+        if name in given or size is None or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
-        if name in CLASS_KWARGS:
-            kwargs[name] = n_classes
-        elif name in DIM_KWARGS and param.default is inspect.Parameter.empty:
-            kwargs[name] = dim
+        if size == "classes" or param.default is inspect.Parameter.empty:
+            kwargs[name] = sizes[size]
     kwargs.update(given)
     missing = [
         name
@@ -127,17 +125,19 @@ def loss_kwargs(
 
 
 def feed(
-    loss: nn.Module, inputs: tuple[str, ...], outputs: Mapping[str, Tensor], y: Tensor
+    loss: nn.Module, roles: tuple[str, ...], outputs: Mapping[str, Tensor], y: Tensor
 ) -> tuple[Tensor, ...]:
-    """The loss's forward arguments, in the order of its registration's ``inputs``."""
+    """The loss's forward arguments, by the roles of its registration's ``inputs`` in order."""
+    from ood_core.loss import ROLE_OUTPUT
+
     args = []
-    for name in inputs:
-        if name in TARGET_NAMES:
+    for role in roles:
+        if role == "target":
             args.append(y)
-        elif name in OUTPUT_NAMES:
-            args.append(outputs[OUTPUT_NAMES[name]])
-        elif name in DISTANCE_NAMES:
-            args.append(loss.distance(outputs["embedding"]))
+        elif role == "distances":
+            args.append(loss.distance(outputs[ROLE_OUTPUT[role]]))
+        elif role in FEEDABLE_ROLES:
+            args.append(outputs[role])
         else:  # checked before training starts
-            raise UserError(f"the demo cannot feed the loss argument {name!r}")
+            raise UserError(f"the demo cannot feed a loss argument with the role {role!r}")
     return tuple(args)

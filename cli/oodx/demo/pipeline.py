@@ -1,7 +1,7 @@
 """The demo pipeline: data -> train -> checkpoint -> ONNX -> onnxruntime scores -> metrics, plots.
 
-Everything a registered loss needs is read from its registration: ``inputs`` (what forward
-takes), ``uses_ood`` (whether batches carry outlier-exposure crops with target -1) and
+Everything a registered loss needs is read from its registration: ``inputs`` (the roles of
+forward's arguments, which the demo feeds), ``uses_ood`` (whether batches carry outlier-exposure crops with target -1) and
 ``scorer`` (its natural scorer, whose ``reads`` picks what the model outputs and the ONNX
 graph's ``output`` is).
 """
@@ -71,7 +71,7 @@ def demo_losses() -> list[str]:
     """Installed losses the demo can train (classification, inputs it can feed, an
     exportable scorer that needs no fitting)."""
     import ood_core
-    from oodx.demo.model import unsupported_inputs
+    from oodx.demo.model import unsupported_roles
 
     names = []
     scorers = {s.name: s for s in ood_core.list_scorers()}
@@ -79,7 +79,7 @@ def demo_losses() -> list[str]:
         scorer = scorers.get(info.scorer)
         if (
             "classification" in info.tasks
-            and not unsupported_inputs(info.inputs)
+            and not unsupported_roles(info.inputs)
             and scorer is not None
             and not scorer.needs_fit
             and scorer.exportable
@@ -92,7 +92,7 @@ def resolve(config: DemoConfig) -> tuple[Any, Any]:
     """The loss and scorer registrations for ``config``, or a :class:`UserError` saying why the
     demo cannot use them and which losses it can."""
     import ood_core
-    from oodx.demo.model import unsupported_inputs
+    from oodx.demo.model import FEEDABLE_ROLES, unsupported_roles
 
     info = ood_core.get_info("loss", config.loss)
     usable = ", ".join(demo_losses())
@@ -101,11 +101,11 @@ def resolve(config: DemoConfig) -> tuple[Any, Any]:
             f"loss {info.name!r} is for {', '.join(info.tasks)}; the demo classifies images.",
             f"pick one of: {usable}",
         )
-    bad = unsupported_inputs(info.inputs)
+    bad = unsupported_roles(info.inputs)
     if bad:
         raise UserError(
-            f"loss {info.name!r} takes forward argument(s) {', '.join(bad)} that the demo's "
-            f"model does not produce (it has logits, embedding, features).",
+            f"loss {info.name!r} takes forward argument(s) with the role(s) {', '.join(bad)}, "
+            f"which the demo cannot feed (it feeds {', '.join(FEEDABLE_ROLES)}).",
             f"pick one of: {usable}",
         )
     scorer_name = config.scorer or info.scorer
