@@ -12,6 +12,15 @@ from ood_core.scoring import Scorer
 from ood_core.validation import check_float, fail_closed
 
 
+def _temperature(owner: Scorer, temperature: float | None, t: float | None) -> float:
+    """``temperature``, or pytorch-ood 0.4.0's name for it, ``t`` (not both); must be > 0."""
+    name = type(owner).__name__
+    if temperature is not None and t is not None:
+        raise TypeError(f"{name}: give 'temperature' or its pytorch-ood 0.4.0 name 't', not both")
+    value, arg = (t, "t") if t is not None else (temperature, "temperature")
+    return check_positive(name, arg, 1.0 if value is None else value)
+
+
 def _logits(owner: Scorer, logits: Tensor) -> Tensor:
     # -inf masks a class (every sample keeps a finite logit); NaN and +inf are refused
     x = check_float(type(owner).__name__, "logits", logits, ranks=(2, 4), masks=True)
@@ -22,12 +31,13 @@ class MaxSoftmax(Scorer):
     """Negative maximum softmax probability, ``-max_c softmax(f(x) / T)_c``.
 
     Hendrycks & Gimpel, "A Baseline for Detecting Misclassified and Out-of-Distribution Examples
-    in Neural Networks", ICLR 2017. The temperature ``T`` must be > 0.
+    in Neural Networks", ICLR 2017. The temperature ``T`` (default 1, pytorch-ood 0.4.0's keyword
+    ``t`` accepted) must be > 0.
     """
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: float | None = None, *, t: float | None = None) -> None:
         super().__init__()
-        self.temperature = check_positive(type(self).__name__, "temperature", temperature)
+        self.temperature = _temperature(self, temperature, t)
 
     def forward(self, logits: Tensor) -> Tensor:
         x = _logits(self, logits) / self.temperature
@@ -45,14 +55,15 @@ class MaxLogit(Scorer):
 
 
 class EnergyScore(Scorer):
-    """Free energy ``-T log sum_c exp(f_c(x) / T)`` (higher = more OOD), ``T > 0``.
+    """Free energy ``-T log sum_c exp(f_c(x) / T)`` (higher = more OOD), ``T > 0`` (default 1;
+    pytorch-ood 0.4.0's keyword ``t`` accepted).
 
     Liu et al., "Energy-based Out-of-distribution Detection", NeurIPS 2020.
     """
 
-    def __init__(self, temperature: float = 1.0) -> None:
+    def __init__(self, temperature: float | None = None, *, t: float | None = None) -> None:
         super().__init__()
-        self.temperature = check_positive(type(self).__name__, "temperature", temperature)
+        self.temperature = _temperature(self, temperature, t)
 
     def forward(self, logits: Tensor) -> Tensor:
         return fail_closed(energy(_logits(self, logits), self.temperature))

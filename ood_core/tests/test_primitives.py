@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+import ood_core
 from ood_core.arguments import check_positive
 from ood_core.centers import ClassCenters, RunningCenters, squared_distances
 from ood_core.functional import cross_entropy, energy, nll_and_logsumexp
@@ -276,3 +277,16 @@ def test_scorers_flag_non_finite_logits_without_checks():
         set_value_checks("auto")
     with pytest.raises(ValueError, match="MaxSoftmax: argument 'logits' must be free of NaN"):
         MaxSoftmax().predict(x)
+
+
+@pytest.mark.parametrize("name", ["MaxSoftmax", "EnergyBased"])
+def test_pytorch_ood_temperature_keyword_t_is_accepted(name):
+    logits = torch.randn(6, 5)
+    by_t = ood_core.create_scorer(name, t=2.5)
+    assert by_t.temperature == 2.5
+    assert torch.equal(by_t(logits), ood_core.create_scorer(name, temperature=2.5)(logits))
+    assert ood_core.create_scorer(name).temperature == 1.0
+    with pytest.raises(TypeError, match="not both"):
+        ood_core.create_scorer(name, t=2.0, temperature=2.0)
+    with pytest.raises(ValueError, match="'t'"):
+        ood_core.create_scorer(name, t=0.0)
