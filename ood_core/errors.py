@@ -20,9 +20,19 @@ class PluginLoadError(OODXError, ImportError):
 class UnknownNameError(OODXError, LookupError):
     """No loss/scorer/exporter is registered under the requested name."""
 
-    def __init__(self, kind: str, name: str, known: list[str], detail: str = "") -> None:
+    def __init__(
+        self,
+        kind: str,
+        name: str,
+        known: list[str],
+        detail: str = "",
+        *,
+        suggestions: list[str] | None = None,
+    ) -> None:
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(str(name).lower(), known, n=3, cutoff=0.5)
+        close = suggestions
+        if close is None:
+            close = difflib.get_close_matches(str(name).lower(), known, n=3, cutoff=0.5)
         parts = [f"no {kind} named {name!r} is registered."]
         if close:
             parts.append(f"Did you mean {', '.join(repr(c) for c in close)}?")

@@ -14,8 +14,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from ood_core.registry import MODEL_OUTPUTS
+
 #: names a model's outputs may have
-OUTPUTS = ("logits", "embedding", "features", "feature_maps")
+OUTPUTS = MODEL_OUTPUTS
 #: outputs that are vectors per sample: a tapped (B, C, 1, 1) becomes (B, C)
 _VECTOR_OUTPUTS = ("embedding", "features")
 

@@ -24,6 +24,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -36,7 +37,10 @@ from ood_core.errors import OODXError, PluginLoadError, RegistrationError, Unkno
 
 BUILTIN_PLUGIN = "builtin"
 TASKS = ("classification", "segmentation")
-MODEL_OUTPUTS = ("logits", "embedding", "features")
+#: named outputs a model may return (a dict of them, or one tensor)
+MODEL_OUTPUTS = ("logits", "embedding", "features", "feature_maps")
+#: what a scorer may read: one of these, or a tuple of several model outputs
+SCORER_READS = (*MODEL_OUTPUTS, "inputs")
 #: names and aliases: ASCII lowercase words joined by '-', matched whole (``fullmatch``: no
 #: trailing newline, space or look-alike character gets through)
 _NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
@@ -99,13 +103,20 @@ class _Info:
     version: str = ""
 
     def load(self) -> Any:
-        """Import and return the registered object (the lazy target)."""
-        return get_registry().resolve(self)
+        """Import and return the registered object (the lazy target), through the registry that
+        holds this registration (the process-wide one if that registry is gone)."""
+        owner = getattr(self, "_registry", None)
+        registry = owner() if owner is not None else None
+        return (registry if registry is not None else get_registry()).resolve(self)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["kind"] = self.kind
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the owning registry is process-local: a copy resolves through the process-wide one
+        return {k: v for k, v in self.__dict__.items() if k != "_registry"}
 
 
 @dataclass(frozen=True)
@@ -126,10 +137,12 @@ class LossInfo(_Info):
 
 @dataclass(frozen=True)
 class ScorerInfo(_Info):
-    """A registered scorer. ``reads`` is the model output it maps to outlier scores."""
+    """A registered scorer. ``reads`` is the model output it maps to outlier scores, from
+    :data:`SCORER_READS` (``inputs``: the model's input, for gradient methods), or a tuple of
+    several :data:`MODEL_OUTPUTS`."""
 
     kind: ClassVar[str] = "scorer"
-    reads: str = "logits"
+    reads: str | tuple[str, ...] = "logits"
     needs_fit: bool = False
     tasks: tuple[str, ...] = ("classification",)
     paper: str = ""
@@ -173,6 +186,20 @@ def _as_str_tuple(value: Any, field_name: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _check_reads(name: str, reads: Any) -> str | tuple[str, ...]:
+    """A scorer's ``reads``: one of :data:`SCORER_READS`, or several distinct
+    :data:`MODEL_OUTPUTS` (a tuple or list; a one-element one becomes its name)."""
+    if isinstance(reads, str) and reads in SCORER_READS:
+        return reads
+    several = isinstance(reads, (tuple, list)) and len(reads) > 0
+    if several and all(r in MODEL_OUTPUTS for r in reads) and len(set(reads)) == len(reads):
+        return reads[0] if len(reads) == 1 else tuple(reads)
+    raise RegistrationError(
+        f"scorer {name!r}: reads must be one of {SCORER_READS} or a tuple of distinct model "
+        f"outputs from {MODEL_OUTPUTS}, got {reads!r}"
+    )
+
+
 def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
     """Validate the keywords one ``register(...)`` call got and build the info object."""
     cls = INFO_TYPES[kind]
@@ -198,7 +225,7 @@ def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
             f"{kind} {name!r}: target must be a lazy reference 'package.module:Attribute', "
             f"got {target!r}"
         )
-    for key in ("summary", "paper", "scorer", "reads", "suffix"):
+    for key in ("summary", "paper", "scorer", "suffix"):
         if key in values and not isinstance(values[key], str):
             raise RegistrationError(
                 f"{kind} {name!r}: field {key!r} must be a string, got {values[key]!r}"
@@ -223,10 +250,8 @@ def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
                 f"{kind} {name!r}: tasks must be a non-empty subset of {TASKS}, got "
                 f"{values['tasks']!r}"
             )
-    if kind == "scorer" and values["reads"] not in MODEL_OUTPUTS:
-        raise RegistrationError(
-            f"scorer {name!r}: reads must be one of {MODEL_OUTPUTS}, got {values['reads']!r}"
-        )
+    if kind == "scorer":
+        values["reads"] = _check_reads(name, values["reads"])
     if kind == "loss":
         if not values["inputs"]:
             raise RegistrationError(f"loss {name!r}: inputs must name forward's arguments")
@@ -609,6 +634,7 @@ class Registry:
             aliases = tuple(a for a in dict.fromkeys(item.aliases) if a not in clashed)
             if aliases != item.aliases:
                 item = dataclasses.replace(item, aliases=aliases)
+            object.__setattr__(item, "_registry", weakref.ref(self))  # load() resolves here
             self._items[item.kind][item.name] = item
             for alias in aliases:
                 self._aliases[item.kind][alias] = item.name
@@ -677,8 +703,20 @@ class Registry:
             return self._items[kind][key]
         except KeyError:
             pass
-        known = sorted(set(self._items[kind]) | set(self._aliases[kind]))
-        raise UnknownNameError(kind, name, known, self._why_missing(kind, name))
+        raise UnknownNameError(
+            kind,
+            name,
+            sorted(self._items[kind]),
+            self._why_missing(kind, name),
+            suggestions=self._close_names(kind, key),
+        )
+
+    def _close_names(self, kind: str, key: str) -> list[str]:
+        """Registered names close to ``key``, matched against names and aliases (pytorch-ood
+        class names): a close alias suggests the name it stands for."""
+        keys = [*self._items[kind], *self._aliases[kind]]
+        close = difflib.get_close_matches(key, keys, n=6, cutoff=0.5)
+        return list(dict.fromkeys(self._aliases[kind].get(c, c) for c in close))[:3]
 
     def _why_missing(self, kind: str, name: str) -> str:
         broken = [
@@ -818,6 +856,8 @@ __all__ = [
     "NameClashError",
     "PluginInfo",
     "Registry",
+    "MODEL_OUTPUTS",
+    "SCORER_READS",
     "ScorerInfo",
     "SlowPluginWarning",
     "create_loss",

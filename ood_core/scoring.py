@@ -32,9 +32,10 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.errors import OODXError
+from ood_core.registry import SCORER_READS
 
 #: model outputs a scorer may read (``inputs``: the model's input, for gradient methods)
-READS = ("logits", "embedding", "features", "feature_maps", "inputs")
+READS = SCORER_READS
 
 
 class NotFittedError(OODXError, RuntimeError):
@@ -64,6 +65,9 @@ class Scorer(nn.Module):
     reads: ClassVar[str | tuple[str, ...]] = "logits"
     #: whether :meth:`fit` must run before scoring
     needs_fit: ClassVar[bool] = False
+    #: whether :meth:`fit` re-estimates state the scorer already holds (class means copied from
+    #: a loss): it scores before fit too, and fit replaces that state with statistics of data
+    refits: ClassVar[bool] = False
     #: whether :meth:`fit` needs labels ``y`` (class-conditional statistics)
     fit_needs_labels: ClassVar[bool] = False
     #: names of the buffers :meth:`fit` sets; loading a state dict resizes them to the saved shape
@@ -96,16 +100,16 @@ class Scorer(nn.Module):
         ``(x, y)``) with optional labels ``y``; returns ``self``.
 
         Statistics accumulate batch by batch in float64, so memory does not grow with the
-        number of samples. A scorer without ``needs_fit`` returns itself unchanged. Bad data
-        (non-finite values, changing width, wrong labels, no samples) raises ``ValueError``
-        naming the argument and leaves the scorer unfitted.
+        number of samples. A scorer with neither ``needs_fit`` nor ``refits`` returns itself
+        unchanged. Bad data (non-finite values, changing width, wrong labels, no samples) raises
+        ``ValueError`` naming the argument and leaves the scorer unfitted (a ``refits`` scorer
+        keeps its state).
         """
-        if not self.needs_fit:
+        if not (self.needs_fit or self.refits):
             return self
         owner = type(self).__name__
-        self.fitted.fill_(False)
-        self._fitted_host = False
-        device = self.fitted.device
+        self._set_fitted(False)
+        device = next(self.buffers()).device  # a scorer that fits keeps its state in buffers
         shape: tuple[int, ...] | None = None
         seen = 0
         self._fit_begin()
@@ -117,9 +121,13 @@ class Scorer(nn.Module):
         if seen == 0:
             raise ValueError(f"{owner}.fit: argument 'x' holds no samples")
         self._fit_end()
-        self.fitted.fill_(True)
-        self._fitted_host = True
+        self._set_fitted(True)
         return self
+
+    def _set_fitted(self, flag: bool) -> None:
+        if self.needs_fit:
+            self.fitted.fill_(flag)
+            self._fitted_host = flag
 
     def _fit_batch(
         self, owner: str, i: int, x: Any, y: Any, shape: tuple[int, ...] | None

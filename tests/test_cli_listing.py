@@ -220,6 +220,66 @@ def test_plugins_check_fails_on_broken_plugins(fake_registry):
     assert "Problems:" in listing.output and "boom" in listing.output
 
 
+@pytest.mark.parametrize(
+    "inputs, reads, needs_fit, problem",
+    [
+        (("logits", "target"), "embedding", False, "reads embedding but the model outputs logits"),
+        (("distances", "target"), "logits", False, "reads logits but the model outputs embedding"),
+        (("logits", "target"), ("logits", "features"), False, "reads logits, features"),
+        (("logits", "target"), "logits", True, "'fit-me' must be fitted"),
+        (("embedding", "target"), "embedding", False, None),
+        (("logits", "target"), "inputs", False, None),
+        (("logits", "features", "target"), "features", False, None),  # a dict of both
+        (("logits", "features", "target"), ("logits", "features"), False, None),
+        (
+            ("logits", "features", "target"),
+            "embedding",
+            False,
+            "the model outputs logits, features",
+        ),
+    ],
+)
+def test_plugins_check_applies_the_resolver_to_a_loss_and_its_natural_scorer(
+    fake_registry, inputs, reads, needs_fit, problem
+):
+    name = "fit-me" if needs_fit else "near"
+
+    def hooks(register):
+        register(
+            name="mismatch",
+            target="ood_core.builtin.losses:CrossEntropyLoss",
+            summary="a loss",
+            paper="p",
+            tasks=("classification",),
+            uses_ood=False,
+            scorer=name,
+            inputs=inputs,
+        )
+
+    def scorers(register):
+        register(
+            name=name,
+            target="ood_core.nearest_center:NearestCenterScorer",
+            summary="a scorer",
+            reads=reads,
+            needs_fit=needs_fit,
+            tasks=("classification",),
+        )
+
+    fake_registry([("p", _plugin("p", hooks, register_scorers=scorers))])
+    result = invoke("plugins", "check")
+    if problem is None:
+        assert result.exit_code == 0, result.output
+        assert "ok    p" in result.output
+    else:
+        assert result.exit_code == 1, result.output
+        assert "FAIL  p" in result.output and "loss 'mismatch': " in result.output
+        assert problem in result.output, result.output
+    listing = invoke("scorers")
+    shown = reads if isinstance(reads, str) else " + ".join(reads)
+    assert listing.exit_code == 0 and shown in listing.output
+
+
 # --------------------------------------------------------------------------------------------
 # errors a person can act on
 

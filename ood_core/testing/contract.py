@@ -6,7 +6,8 @@
   loads its ``state_dict`` and computes the same value;
 - :func:`check_scorer_fit`: a scorer registered ``needs_fit`` raises before ``fit``, fitting on
   a stream of batches equals fitting on their concatenation, and the fitted state round trips
-  through ``state_dict``; any other scorer's ``fit`` (if any) returns it unchanged.
+  through ``state_dict``; so does a scorer that ``refits`` (it scores before fit too); any
+  other scorer's ``fit`` (if any) returns it unchanged.
 """
 
 from __future__ import annotations
@@ -113,6 +114,9 @@ def check_scorer_fit(case: ScorerCase) -> None:
     from ood_core.scoring import NotFittedError
 
     info = get_info("scorer", case.name)
+    if case.from_loss is None and getattr(info.load(), "refits", False):
+        _check_stream_and_round_trip(case, info)
+        return
     if case.from_loss is not None or not info.needs_fit:
         scorer = create_scorer(case.name, **case.kwargs) if case.from_loss is None else None
         cls = info.load()
@@ -135,6 +139,12 @@ def check_scorer_fit(case: ScorerCase) -> None:
         pass
     else:
         raise AssertionError(f"{case}: scoring before fit() must raise NotFittedError")
+    _check_stream_and_round_trip(case, info, data)
+
+
+def _check_stream_and_round_trip(case: ScorerCase, info: Any, data: Any = None) -> None:
+    """Fit on batches == fit on their concatenation; the fitted state round trips."""
+    data = _fit_data(case, info.reads) if data is None else data
     streamed = create_scorer(case.name, **case.kwargs)
     assert streamed.fit(iter(data)) is streamed, f"{case}: fit() must return the scorer"
     whole = create_scorer(case.name, **case.kwargs).fit(

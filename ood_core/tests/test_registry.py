@@ -87,6 +87,80 @@ def test_oodx_register_scorers_registers_scorer():
     assert info.reads == "embedding" and info.needs_fit and info.tasks == ("classification",)
 
 
+SCORER = dict(name="s", target="a.b:C", summary="x", reads="logits", needs_fit=False, tasks=())
+
+
+@pytest.mark.parametrize(
+    "reads, stored",
+    [
+        ("feature_maps", "feature_maps"),
+        ("inputs", "inputs"),
+        (("logits", "features"), ("logits", "features")),
+        (["embedding", "feature_maps", "logits"], ("embedding", "feature_maps", "logits")),
+        (("features",), "features"),  # one output is its name
+    ],
+)
+def test_scorer_reads_any_model_output_inputs_or_several(reads, stored):
+    scorer = {**SCORER, "reads": reads, "tasks": ("classification",)}
+    reg = Registry.from_plugins({"p": registers("oodx_register_scorers", scorer)})
+    assert reg.plugins["p"].errors == []
+    assert reg.get("scorer", "s").reads == stored
+    assert registry.SCORER_READS == (*registry.MODEL_OUTPUTS, "inputs")
+
+
+@pytest.mark.parametrize(
+    "reads",
+    ["pixels", "", ("logits", "logits"), ("logits", "inputs"), (), ("logits", 3), 5, None],
+)
+def test_scorer_reads_outside_the_model_outputs_is_rejected(reads):
+    scorer = {**SCORER, "reads": reads, "tasks": ("classification",)}
+    reg = Registry.from_plugins({"p": registers("oodx_register_scorers", scorer)})
+    assert reg.plugins["p"].status == "partial"
+    assert any(
+        "scorer 's': reads must be one of" in e and repr(reads) in e
+        for e in reg.plugins["p"].errors
+    ), reg.plugins["p"].errors
+    with pytest.raises(UnknownNameError):
+        reg.get("scorer", "s")
+
+
+def test_registry_reads_values_without_torch():
+    code = (
+        "import sys; from ood_core import registry; "
+        "registry.make_info('scorer', dict(name='s', target='a:b', summary='x', "
+        "reads=('logits', 'feature_maps'), needs_fit=False, tasks=('classification',))); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_load_resolves_through_the_registry_that_holds_the_registration():
+    scorer = {**SCORER, "target": "ood_core_no_such_module:Thing", "tasks": ("classification",)}
+    mine = Registry.from_plugins({"p": registers("oodx_register_scorers", scorer)})
+    other = Registry.from_plugins({})
+    old = registry.set_registry(other)  # the process-wide registry does not know plugin 'p'
+    try:
+        info = mine.get("scorer", "s")
+        with pytest.raises(PluginLoadError, match="plugin 'p'"):
+            info.load()
+        assert any("failed to import" in e for e in mine.plugins["p"].errors)
+        ok = mine.get("loss", "cross-entropy")
+        assert ok.load() is mine._resolved[("loss", "cross-entropy")]
+        assert ("loss", "cross-entropy") not in other._resolved
+    finally:
+        registry.set_registry(old)
+
+
+def test_a_copy_of_a_registration_compares_equal_and_pickles():
+    import copy
+    import pickle
+
+    reg = Registry.from_plugins({})
+    info = reg.get("scorer", "msp")
+    assert pickle.loads(pickle.dumps(info)) == info == copy.deepcopy(info)
+    assert "_registry" not in info.to_dict()
+
+
 def test_oodx_register_exporters_registers_exporter():
     exporter = dict(name="fmt", target="a.b:export", summary="x", suffix=".fmt")
     reg = Registry.from_plugins({"p": registers("oodx_register_exporters", exporter)})
@@ -278,6 +352,24 @@ def test_unknown_name_suggests_close_matches_and_lists_installed():
     text = str(err.value)
     assert "Did you mean 'energy'" in text and "Installed scorers: energy, " in text
     assert "entropy" in text
+
+
+@pytest.mark.parametrize(
+    "kind, typed, suggested",
+    [("loss", "CrossEntropyLos", "cross-entropy"), ("scorer", "MaxSoftmx", "msp")],
+)
+def test_unknown_name_lists_registered_names_only_and_suggests_through_aliases(
+    kind, typed, suggested
+):
+    reg = Registry.from_plugins({})
+    with pytest.raises(UnknownNameError) as err:
+        reg.get(kind, typed)
+    text = str(err.value)
+    assert f"Did you mean {suggested!r}" in text, text  # a close alias names its owner first
+    installed = text.split("Installed ")[1].split(": ", 1)[1].split(".")[0].split(", ")
+    assert installed == sorted(i.name for i in reg.items(kind)), installed
+    aliases = {a for i in reg.items(kind) for a in i.aliases}
+    assert aliases and not aliases & set(installed)
 
 
 def test_hook_raising_drops_its_registrations_only():

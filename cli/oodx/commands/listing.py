@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import types
 from typing import Any
 
 import click
@@ -122,6 +123,28 @@ def _importable(module: str) -> bool:
         return False
 
 
+def _natural_scorer_problems(label: str, loss: Any, scorer: Any) -> list[str]:
+    """Why ``ood_core.resolve`` would refuse a model trained with ``loss`` its natural scorer
+    (the rules live there: what such a model outputs, what the scorer reads, fitting)."""
+    from ood_core.loss import ROLE_OUTPUT
+    from ood_core.resolve import ResolveError, check_reads, model_outputs
+
+    # a loss fed several model outputs (logits and features, say) trains a model returning a dict
+    fed = list(dict.fromkeys(ROLE_OUTPUT[r] for r in loss.inputs if r in ROLE_OUTPUT))
+    model = {"output": {"kind": "dict", "keys": fed}} if len(fed) > 1 else {}
+    trained = types.SimpleNamespace(metadata={"model": model}, loss_name=loss.name, loss_info={})
+    try:
+        check_reads(scorer.name, scorer.reads, model_outputs(trained))
+    except ResolveError as exc:
+        return [f"{label}: a model trained with it cannot feed its natural scorer: {exc}"]
+    if scorer.needs_fit:
+        return [
+            f"{label}: its natural scorer {scorer.name!r} must be fitted, so `oodx export` "
+            "without --scorer cannot use it; name a natural scorer that needs no fit"
+        ]
+    return []
+
+
 def check_plugin(registry: Any, plugin: Any) -> tuple[list[str], list[str]]:
     """Problems (fail the check) and notes (do not) of one discovered plugin."""
     problems: list[str] = []
@@ -169,6 +192,7 @@ def check_plugin(registry: Any, plugin: Any) -> tuple[list[str], list[str]]:
                             f"{label}: supports {', '.join(missing)} but its scorer "
                             f"{scorer.name!r} does not"
                         )
+                    problems.extend(_natural_scorer_problems(label, info, scorer))
                 if not info.paper:
                     notes.append(f"{label}: no paper reference")
             try:
@@ -196,9 +220,10 @@ def check(as_json: bool) -> None:
     """Check every plugin: imports its targets and checks its metadata; exit 1 on any problem.
 
     Checks that each plugin loaded, that its entry-point module imports no torch, that every
-    registered target imports and is callable, that a loss's natural scorer is registered and
-    covers the loss's tasks, and that a loss class offers scorer(). Disabled plugins are noted,
-    not failed.
+    registered target imports and is callable, that a loss's natural scorer is registered,
+    covers the loss's tasks and can be fed by a model trained with the loss (the rules of
+    ood_core.resolve), and that a loss class offers scorer(). Disabled plugins are noted, not
+    failed.
 
     \b
     Example:
@@ -317,7 +342,7 @@ def scorers(as_json: bool, task: str | None) -> None:
         (
             _name_with_aliases(i),
             i.plugin,
-            i.reads,
+            i.reads if isinstance(i.reads, str) else " + ".join(i.reads),
             _yes(i.needs_fit),
             ", ".join(i.tasks),
             i.paper or "-",

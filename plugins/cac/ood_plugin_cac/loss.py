@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ood_core.centers import ClassCenters, squared_distances
+from ood_core.centers import ClassCenters
 from ood_core.labels import is_known, known_or_zero
 from ood_core.loss import Loss
-from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.reduction import compute_dtype, masked_mean
-from ood_core.validation import check_classification, fail
+from ood_core.validation import check_classification, check_embedding, check_positive_int, fail
+from ood_plugin_cac.anchors import anchor_distances, rejection_score
+from ood_plugin_cac.scorer import CACScorer
 
-
-def anchor_distances(z: Tensor, anchors: Tensor) -> Tensor:
-    """Euclidean distances ``|z_i - c_k|`` ``(B, C)`` of embeddings to anchors, in >= fp32.
-
-    The square root is taken of the squared distances clamped at the smallest normal number, so
-    an embedding exactly on an anchor has distance ~0 and a zero (not NaN) gradient.
-    """
-    dtype = compute_dtype(z.dtype)
-    d2 = squared_distances(z.to(dtype), anchors.to(dtype))
-    return d2.clamp_min(torch.finfo(dtype).tiny).sqrt()
-
-
-def rejection_score(distances: Tensor) -> Tensor:
-    """CAC outlier score ``min_c d_c (1 - softmin(d)_c)`` of Euclidean distances ``(B, C)``."""
-    d = distances.to(compute_dtype(distances.dtype))
-    return (d * (1 - torch.softmax(-d, dim=1))).amin(dim=1)
+__all__ = ["CACLoss", "anchor_distances", "rejection_score"]
 
 
 class CACLoss(Loss):
@@ -99,8 +85,6 @@ class CACLoss(Loss):
         tuplet = torch.logsumexp(torch.cat([torch.zeros_like(d_true), diffs], dim=1), dim=1)
         return masked_mean(self.alpha * d_true.squeeze(1) + tuplet, is_known(target))
 
-    def scorer(self) -> nn.Module:
+    def scorer(self) -> CACScorer:
         """A ``cac`` scorer holding a copy of the anchors."""
-        from ood_plugin_cac.scorer import CACScorer
-
         return CACScorer(self.n_classes, anchors=self._centers.params)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.scoring import Scorer
-from ood_core.validation import check_float, fail, fail_closed
-from ood_plugin_cac.loss import anchor_distances, rejection_score
+from ood_core.validation import (
+    check_embedding,
+    check_float,
+    check_positive_int,
+    fail,
+    fail_closed,
+)
+from ood_plugin_cac.anchors import anchor_distances, rejection_score
 
 
 class CACScorer(Scorer):

@@ -194,3 +194,18 @@ def test_smoke_training():
 def test_readme_example_runs():
     namespace = run_readme_examples(README)
     assert namespace["scores"].shape == (8,)
+
+
+@pytest.mark.parametrize("first", ["ood_plugin_cac.scorer", "ood_plugin_cac.loss"])
+def test_loss_and_scorer_modules_load_in_either_order_without_a_cycle(first):
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, sys; importlib.import_module(sys.argv[1]); "
+        "assert 'ood_plugin_cac.loss' not in sys.modules or sys.argv[1].endswith('loss'), "
+        "'the scorer module imports the loss module'; "
+        "from ood_plugin_cac.loss import CACLoss; from ood_plugin_cac.scorer import CACScorer; "
+        "assert type(CACLoss(3).scorer()) is CACScorer"
+    )
+    subprocess.run([sys.executable, "-c", code, first], check=True)

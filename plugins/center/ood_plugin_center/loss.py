@@ -10,9 +10,8 @@ from torch import Tensor, nn
 from ood_core.centers import ClassCenters
 from ood_core.labels import is_known, known_or_zero
 from ood_core.loss import Loss
-from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.reduction import compute_dtype, masked_mean
-from ood_core.validation import check_classification, fail
+from ood_core.validation import check_classification, check_embedding, check_positive_int, fail
 
 
 class CenterLoss(Loss):

@@ -190,6 +190,32 @@ def test_bad_arguments_raise_value_errors(make, match):
         make()
 
 
+def test_fit_recomputes_the_centres_as_the_current_class_means_of_a_trained_embedding():
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(300) % 3
+    x = 4 * torch.eye(4)[y] + torch.randn(300, 4, generator=g)
+    net = torch.nn.Linear(4, 2)
+    loss = CenterLoss(3, 2)
+    optimizer = torch.optim.Adam([*net.parameters(), *loss.parameters()], lr=1e-2)
+    for _ in range(30):
+        value = loss(loss.distance(net(x)), y)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    learned = loss.centers.params.detach().clone()
+    with torch.no_grad():
+        z = net(x)
+    labels = torch.where(torch.arange(300) % 7 == 0, -1, y)  # OOD rows are skipped
+    scorer = loss.scorer().fit(zip(z.split(50), labels.split(50)))
+    current = torch.stack([z[labels == k].double().mean(0) for k in range(3)])
+    torch.testing.assert_close(scorer.centers.double(), current, rtol=1e-6, atol=1e-5)
+    assert not torch.allclose(scorer.centers, learned, atol=1e-2)  # learned != current means
+    assert torch.equal(loss.centers.params, learned)  # the loss keeps its trained centres
+    expected = ((z[:, None] - scorer.centers[None]) ** 2).sum(-1).amin(1)
+    torch.testing.assert_close(scorer(z), expected)
+
+
 # ---------------------------------------------------------------------------------------------
 # training and the README
 

@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from ood_core.centers import RunningCenters, squared_distances
 from ood_core.labels import is_known, known_or_zero
 from ood_core.loss import Loss
-from ood_core.nearest_center import check_embedding, check_positive_int
 from ood_core.reduction import compute_dtype, masked_mean
-from ood_core.validation import check_target
+from ood_core.validation import check_embedding, check_positive_int, check_target
+from ood_plugin_ii.scorer import IIScorer
 
 
 def _from_pytorch_ood(module: nn.Module, state_dict: dict[str, Any], prefix: str, *_: Any) -> None:
@@ -46,8 +46,11 @@ class IILoss(Loss):
     separation term (0). In training mode the loss also folds the batch into running class
     means (exact per-class means of all embeddings seen, kept in ``running_centers``, without a
     graph); in evaluation mode it uses those running means instead of the batch means. The
-    paper computes the class means over the training data after training: call
-    ``running_centers.reset()`` and ``running_centers.update(z, y)`` over it for that.
+    running means are stale after training (they average embeddings from every step, while the
+    embedding moved); the paper computes the class means over the training data after training.
+    After training, ``scorer = loss.scorer().fit(loader_of_(embedding, y))``; or
+    ``loss.fit_centers(loader_of_(embedding, y))`` puts the fitted means into the loss, so that
+    a checkpoint saved with it (and ``oodx export``) carries them.
 
     Hassen & Chan, "Learning a Neural-network-based Representation for Open Set Recognition",
     SDM 2020. Natural scorer: ``ii``, ``min_k |z - mu_k|^2`` to the running means.
@@ -114,8 +117,16 @@ class IILoss(Loss):
         inter_separation = torch.where(pairs.any(), closest, torch.zeros_like(closest))
         return intra_spread - self.alpha * inter_separation
 
-    def scorer(self) -> nn.Module:
+    def scorer(self) -> IIScorer:
         """An ``ii`` scorer holding a copy of the running class means."""
-        from ood_plugin_ii.scorer import IIScorer
-
         return IIScorer(self.num_classes, self.n_embedding, centers=self.running_centers.centers)
+
+    @torch.no_grad()
+    def fit_centers(self, x: Any, y: Tensor | None = None) -> IILoss:
+        """Replace the running means and counts by the class means of ``x`` (see
+        :meth:`IIScorer.fit <ood_plugin_ii.IIScorer.fit>`: embeddings and labels, or batches of
+        ``(embedding, y)``); returns the loss."""
+        fitted = self.scorer().fit(x, y)
+        self.running_centers.running_centers.copy_(fitted.centers)
+        self.running_centers.counts.copy_(fitted.fit_counts)
+        return self

@@ -206,6 +206,72 @@ def test_bad_arguments_raise_value_errors(make, match):
 
 
 # ---------------------------------------------------------------------------------------------
+# class means recomputed after training (the scorer's fit, the loss's fit_centers)
+
+
+def _auroc(scores_id: torch.Tensor, scores_ood: torch.Tensor) -> float:
+    """P(an OOD score > an ID score), ties count half (OOD is the positive class)."""
+    diff = scores_ood[:, None] - scores_id[None, :]
+    return float((diff > 0).double().mean() + 0.5 * (diff == 0).double().mean())
+
+
+def _train_drifting(seed: int, steps: int = 200):
+    """A small MLP trained with the II loss on three blobs; its embedding grows as it trains."""
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(600) % 3
+    x = 4 * torch.eye(4)[y] + torch.randn(600, 4, generator=g)
+    x_ood = torch.randn(300, 4, generator=g) + 4 * torch.eye(4)[3]  # a fourth, unseen blob
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    loss = IILoss(3, 2)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    for _ in range(steps):
+        i = torch.randint(0, len(x), (32,), generator=g)
+        value = loss(net(x[i]), y[i])
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return loss, net(x), y, net(x_ood)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_stale_running_means_rank_ood_as_id_and_fitted_means_do_not(seed):
+    loss, z, y, z_ood = _train_drifting(seed)
+    stale = loss.scorer()
+    fitted = loss.scorer().fit(zip(z.split(64), y.split(64)))  # a stream of (embedding, y)
+    current = torch.stack([z[y == k].double().mean(0) for k in range(3)])
+    torch.testing.assert_close(fitted.centers.double(), current, rtol=1e-6, atol=1e-5)
+    assert (stale.centers - fitted.centers).norm() > 0.25 * fitted.centers.norm()  # drifted
+    stale_auroc = _auroc(stale(z), stale(z_ood))
+    fitted_auroc = _auroc(fitted(z), fitted(z_ood))
+    assert stale_auroc < 0.5 < fitted_auroc - 0.3, (stale_auroc, fitted_auroc)
+
+
+def test_fit_centers_puts_the_fitted_means_into_the_loss_and_its_state_dict():
+    loss, z, y, z_ood = _train_drifting(3, steps=40)
+    y = torch.where(torch.arange(len(y)) % 5 == 0, -1, y)  # OOD rows are skipped
+    fitted = loss.scorer().fit(z, y)
+    assert loss.fit_centers([(z[:100], y[:100]), (z[100:], y[100:])]) is loss
+    torch.testing.assert_close(loss.running_centers.centers, fitted.centers)
+    assert loss.running_centers.counts.tolist() == [float((y == k).sum()) for k in range(3)]
+    rebuilt = IILoss(**loss.get_config())
+    rebuilt.load_state_dict(loss.state_dict())
+    torch.testing.assert_close(rebuilt.scorer()(z_ood), fitted(z_ood))
+    loss.eval()
+    torch.testing.assert_close(loss.distance(z_ood).amin(1), fitted(z_ood))
+
+
+def test_fit_centers_with_a_missing_class_leaves_the_loss_unchanged():
+    loss, z, y, _ = _train_drifting(3, steps=5)
+    before = copy.deepcopy(loss.state_dict())
+    with pytest.raises(ValueError, match=r"IIScorer.fit: argument 'y' has no sample of class"):
+        loss.fit_centers(z[y < 2], y[y < 2])
+    for key, value in loss.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
+# ---------------------------------------------------------------------------------------------
 # training and the README
 
 
@@ -217,8 +283,7 @@ def test_smoke_training():
         """As in the paper: after training, the means over the training data."""
         if step == steps - 1:
             with torch.no_grad():
-                loss.running_centers.reset()
-                loss.running_centers.update(net(data.x_train)["embedding"], data.y_train)
+                loss.fit_centers(net(data.x_train)["embedding"], data.y_train)
 
     loss = ood_core.create_loss("ii", n_classes=4, n_embedding=8)
     result = smoke_train(
