@@ -206,6 +206,10 @@ def test_pytorch_ood_detector_names_are_scorer_aliases(name, expected):
     assert ood_core.get_info("scorer", name).name == expected
 
 
-def test_close_matches_suggest_class_names():
-    with pytest.raises(ood_core.UnknownNameError, match="mchadloss"):
+def test_close_matches_of_class_names_suggest_the_registered_name():
+    # a near miss of a pytorch-ood class name is matched against the aliases and named by
+    # the loss it stands for
+    with pytest.raises(ood_core.UnknownNameError, match="Did you mean 'mchad'"):
         ood_core.create_loss("MCHADLos")
+    with pytest.raises(ood_core.UnknownNameError, match="Did you mean 'energy'"):
+        ood_core.create_loss("EnergyRegularisedLoss")
