@@ -1,0 +1,1 @@
+"""Class-conditional Gaussian mixture scorer for oodx."""

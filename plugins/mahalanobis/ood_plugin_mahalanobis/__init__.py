@@ -1,0 +1,1 @@
+"""Mahalanobis and multi-layer Mahalanobis scorers for oodx (Lee et al., NeurIPS 2018)."""

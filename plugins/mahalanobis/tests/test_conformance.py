@@ -1,0 +1,17 @@
+"""The Mahalanobis plugin passes the oodx conformance kit."""
+
+from __future__ import annotations
+
+from ood_core.testing import ScorerCase, parametrize_with_checks
+from ood_core.testing.posthoc import fit_clusters
+
+CASES = [
+    ScorerCase("mahalanobis", fit=fit_clusters),
+    ScorerCase("multi-mahalanobis", fit=fit_clusters),
+    ScorerCase("multi-mahalanobis", {"alpha": [0.5]}, fit=fit_clusters, id="multi-alpha"),
+]
+
+
+@parametrize_with_checks(CASES)
+def test_oodx_conformance(case, check):
+    check(case)

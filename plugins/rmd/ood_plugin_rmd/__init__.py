@@ -1,0 +1,1 @@
+"""Relative Mahalanobis distance scorer for oodx (Ren et al., 2021)."""

@@ -1,0 +1,15 @@
+"""The RMD plugin passes the oodx conformance kit."""
+
+from __future__ import annotations
+
+from ood_core.testing import ScorerCase, parametrize_with_checks
+from ood_core.testing.posthoc import fit_clusters
+
+CASES = [
+    ScorerCase("rmd", fit=fit_clusters),
+]
+
+
+@parametrize_with_checks(CASES)
+def test_oodx_conformance(case, check):
+    check(case)
