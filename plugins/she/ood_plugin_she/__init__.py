@@ -1,0 +1,14 @@
+"""Simplified Hopfield energy scorer (Zhang et al., ICLR 2023): ``SHE``, a fitted oodx scorer.
+
+Importing this package does not import torch; the scorer loads on first access.
+"""
+
+from __future__ import annotations
+
+from ood_core.lazy import lazy_exports
+
+__version__ = "0.1.0"
+
+__getattr__, __dir__ = lazy_exports(__name__, {"SHE": ".scorer"})
+
+__all__ = ["SHE", "__version__"]
