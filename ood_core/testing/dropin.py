@@ -41,3 +41,15 @@ def assert_same_signature(
     """Assert that ``ours`` can be called exactly as ``theirs`` (see :func:`signature_differences`)."""
     problems = signature_differences(ours, theirs, methods)
     assert not problems, "not a drop-in replacement: " + "; ".join(problems)
+
+
+def assert_same_keywords(ours: type, theirs: type, skip: Sequence[str] = ("model",)) -> None:
+    """Assert that ``ours.__init__`` takes the keywords of ``theirs.__init__`` (names, order,
+    defaults), less ``skip`` (a detector's ``model``: scorers take the model's outputs)."""
+
+    def keywords(cls: type) -> list[tuple[str, Any]]:
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [(p.name, p.default) for p in params if p.name not in ("self", *skip)]
+
+    mine, ref = keywords(ours), keywords(theirs)
+    assert mine[: len(ref)] == ref, f"not a drop-in replacement: {mine} != reference {ref}"

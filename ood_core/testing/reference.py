@@ -57,3 +57,20 @@ def pytorch_ood_utils() -> Any:
     """The module ``pytorch_ood.utils`` (loaded the same way as the losses)."""
     pytorch_ood_losses()
     return importlib.import_module("pytorch_ood.utils")
+
+
+def pytorch_ood_detector(module: str) -> Any:
+    """The module ``pytorch_ood.detector.<module>`` (e.g. ``"gen"``), without the detector package.
+
+    The package ``__init__`` of ``pytorch_ood.detector`` imports every detector (some need
+    torchvision or libraries oodx does not depend on); an empty parent package is registered
+    instead, so only the named detector module and what it imports load.
+    """
+    pytorch_ood_losses()
+    if "pytorch_ood.detector" not in sys.modules:
+        root = Path(sys.modules["pytorch_ood"].__path__[0])
+        package = types.ModuleType("pytorch_ood.detector")
+        package.__path__ = [str(root / "detector")]
+        package.__package__ = "pytorch_ood.detector"
+        sys.modules["pytorch_ood.detector"] = package
+    return importlib.import_module(f"pytorch_ood.detector.{module}")

@@ -17,7 +17,7 @@ class WeightedEnergyScore(Scorer):
     test-time score of a model trained with :class:`~ood_plugin_vos.loss.VOSRegLoss` or
     :class:`~ood_plugin_vos.loss.VirtualOutlierSynthesizingRegLoss`, whose ``scorer()`` returns
     this module with a copy of the learned weights. ``weights`` (``(C,)`` or ``(1, C)``, e.g.
-    ``Linear(C, 1).weight``) is kept in a buffer; with only ``num_classes`` every weight is 1 (the
+    ``Linear(C, 1).weight``, or that ``Linear`` itself) is kept in a buffer; with only ``num_classes`` every weight is 1 (the
     plain free energy). Classification ``(B, C)`` and segmentation ``(B, C, H, W)``.
 
     Differs from pytorch-ood 0.4.0 (``WeightedEBO``): computed by the same max-subtracted
@@ -38,6 +38,8 @@ class WeightedEnergyScore(Scorer):
                     f"num_classes={num_classes!r}"
                 )
             weights = torch.ones(int(num_classes))
+        if isinstance(weights, torch.nn.Module):  # e.g. the Linear(C, 1) VOS trained
+            weights = getattr(weights, "weight", weights)
         if not isinstance(weights, Tensor) or not weights.is_floating_point():
             raise fail(
                 "WeightedEnergyScore",

@@ -69,7 +69,8 @@ def _feed_both(ours, theirs, batches):
         for logits, feats, y in batches:
             ours(logits, feats, y)
             theirs(logits, feats, y)
-            torch.testing.assert_close(ours.data_dict, theirs.data_dict, atol=0, rtol=0)
+            # ours is a ring buffer: its oldest-first view is 0.4.0's queue
+            torch.testing.assert_close(ours.ordered_queues(), theirs.data_dict, atol=0, rtol=0)
             assert ours.number_dict == theirs.number_dict
 
 
@@ -141,7 +142,7 @@ def test_synthesis_regulariser_matches_0_4_0_on_the_same_outliers(ref, seed, red
     _assert_grads_close(
         _grads(a, [logits, *ours.parameters()]), _grads(b, [logits, *theirs.parameters()])
     )
-    torch.testing.assert_close(ours.data_dict, theirs.data_dict, atol=0, rtol=0)
+    torch.testing.assert_close(ours.ordered_queues(), theirs.data_dict, atol=0, rtol=0)
 
 
 def test_gaussians_and_selection_match_0_4_0(ref):
@@ -239,3 +240,20 @@ def test_drop_in_signatures(ref, name):
         else:
             assert a.default is None, f"{a.name}: a required module, optional here"
     assert all(p.kind is p.KEYWORD_ONLY for p in mine[len(reference) :])
+
+
+@pytest.mark.parametrize("shape", [(32, 5), (2, 5, 3, 4)])
+@pytest.mark.parametrize("as_module", [False, True])
+def test_weighted_ebo_alias_matches_pytorch_ood(webo, shape, as_module):
+    """``create_scorer("WeightedEBO", weights=...)`` takes 0.4.0's tensor or its Linear(C, 1)."""
+    import ood_core
+
+    _, weights, _ = _modules(5, seed=3)
+    logits = torch.randn(shape, generator=torch.Generator().manual_seed(4)) * 5
+    ours = ood_core.create_scorer("WeightedEBO", weights=weights if as_module else weights.weight)
+    with torch.no_grad():
+        expected = webo(None, weights.weight).predict_logits(logits)
+    torch.testing.assert_close(ours(logits), expected, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        weights.weight.mul_(2)  # the scorer holds a copy
+    torch.testing.assert_close(ours(logits), expected, rtol=1e-5, atol=1e-5)

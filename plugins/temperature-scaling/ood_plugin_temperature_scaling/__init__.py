@@ -1,0 +1,14 @@
+"""Temperature scaling (Guo et al., ICML 2017) for oodx: ``TemperatureScaling``.
+
+Importing this package does not import torch; the scorer loads on first access.
+"""
+
+from __future__ import annotations
+
+from ood_core.lazy import lazy_exports
+
+__version__ = "0.1.0"
+
+__getattr__, __dir__ = lazy_exports(__name__, {"TemperatureScaling": ".scorer"})
+
+__all__ = ["TemperatureScaling", "__version__"]
