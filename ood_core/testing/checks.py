@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ood_core.registry import get_info, get_registry
-from ood_core.testing.cases import InputSpec, LossCase, ScorerCase, default_inputs
+from ood_core.testing.cases import InputSpec, LossCase, ScorerCase, default_inputs, scorer_input
 from ood_core.testing.contract import check_loss_config, check_loss_roles, check_scorer_fit
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -599,10 +599,34 @@ LOSS_CHECKS: tuple[Callable[[LossCase], None], ...] = (
 # scorer checks
 
 
-def _scorer_input(reads: str, spec: InputSpec) -> Tensor:
-    name = "logits" if reads == "logits" else "embedding"
-    (x,) = default_inputs(spec.replace(mode="id"), (name,))
-    return x.detach()
+def _scorer_input(reads: Any, spec: InputSpec, case: ScorerCase | None = None) -> Any:
+    """The forward argument for ``spec``: the case's ``make_inputs`` or :func:`scorer_input`."""
+    if case is not None and case.make_inputs is not None:
+        return _tmap(lambda t: t.detach(), case.make_inputs(spec))
+    return scorer_input(spec, reads)
+
+
+def _tmap(fn: Callable[[Tensor], Tensor], x: Any) -> Any:
+    """``fn`` applied to ``x``, or to each tensor of a tuple/list ``x`` (a multi-layer input)."""
+    return type(x)(fn(t) for t in x) if isinstance(x, (tuple, list)) else fn(x)
+
+
+def _first(x: Any) -> Tensor:
+    """The (first) tensor of a scorer input."""
+    return x[0] if isinstance(x, (tuple, list)) else x
+
+
+def _score_shape(x: Any, task: str) -> tuple[int, ...]:
+    """Scores are ``(B,)`` for classification, ``(B, H, W)`` for segmentation."""
+    t = _first(x)
+    return (t.shape[0],) if task == "classification" else (t.shape[0], *t.shape[2:])
+
+
+def _with_first(x: Any, value: float, where: str) -> Any:
+    """:func:`_with_value` on the (first) tensor of a scorer input."""
+    if isinstance(x, (tuple, list)):
+        return type(x)((_with_value(x[0], value, where), *x[1:]))
+    return _with_value(x, value, where)
 
 
 def _scorer_info(case: ScorerCase):
@@ -645,9 +669,9 @@ def check_scorer_forward(case: ScorerCase) -> None:
     for task in _tasks(case, info.tasks):
         scorer = _build_scorer(case)
         spec = _spec(case, task=task)
-        x = _scorer_input(info.reads, spec)
+        x = _scorer_input(info.reads, spec, case)
         scores = scorer(x)
-        expected = (x.shape[0], *x.shape[2:])
+        expected = _score_shape(x, task)
         what = f"{case} ({task})"
         _assert_finite(scores, what)
         assert tuple(scores.shape) == expected, (
@@ -657,8 +681,8 @@ def check_scorer_forward(case: ScorerCase) -> None:
             pred = scorer.predict(x)
             assert pred.dtype == torch.int64, f"{what}: predict() must give int64, got {pred.dtype}"
             assert tuple(pred.shape) == expected, f"{what}: predict() shape {tuple(pred.shape)}"
-        empty = scorer(x[:0])
-        assert tuple(empty.shape) == (0, *x.shape[2:]), (
+        empty = scorer(_tmap(lambda t: t[:0], x))
+        assert tuple(empty.shape) == (0, *expected[1:]), (
             f"{what}: empty batch gives {tuple(empty.shape)}"
         )
 
@@ -668,7 +692,7 @@ def check_scorer_dtypes(case: ScorerCase) -> None:
     info = _scorer_info(case)
     scorer = _build_scorer(case)
     for dtype in DTYPES:
-        x = _scorer_input(info.reads, _spec(case, dtype=dtype))
+        x = _scorer_input(info.reads, _spec(case, dtype=dtype), case)
         _assert_finite(_call(scorer, (x,), f"{case} ({dtype})"), f"{case} ({dtype})")
 
 
@@ -676,9 +700,9 @@ def check_scorer_extremes(case: ScorerCase) -> None:
     """Large-magnitude outputs (|x| = 1e4 in fp32) give finite scores, in the same order."""
     info = _scorer_info(case)
     scorer = _build_scorer(case)
-    x = _scorer_input(info.reads, _spec(case))
+    x = _scorer_input(info.reads, _spec(case), case)
     for scale in (1e4, -1e4):
-        _assert_finite(scorer(x * scale), f"{case} (inputs scaled by {scale:g})")
+        _assert_finite(scorer(_tmap(lambda t, s=scale: t * s, x)), f"{case} (inputs scaled by {scale:g})")
 
 
 def check_scorer_non_finite(case: ScorerCase) -> None:
@@ -693,12 +717,12 @@ def check_scorer_non_finite(case: ScorerCase) -> None:
 
     info = _scorer_info(case)
     scorer = _build_scorer(case)
-    x = _scorer_input(info.reads, _spec(case))
+    x = _scorer_input(info.reads, _spec(case), case)
     names = {info.name, type(scorer).__name__}
     args = _arg_names(scorer, info, 0)
     clean = scorer(x)
     for value in (float("nan"), float("inf"), float("-inf")):
-        bad = _with_value(x, value, "first")
+        bad = _with_first(x, value, "first")
         what = f"{case} ({value} in the input)"
         if value != value or value > 0:
             _expect_value_error(scorer, (bad,), names, args, what)
@@ -715,7 +739,7 @@ def check_scorer_non_finite(case: ScorerCase) -> None:
             f"{float(clean.max())}; a non-finite input must score NaN or +inf (fail closed)"
         )
     if hasattr(scorer, "predict"):
-        bad = _with_value(x, float("nan"), "first")
+        bad = _with_first(x, float("nan"), "first")
         _expect_value_error(
             scorer.predict,
             (bad,),
@@ -729,10 +753,10 @@ def check_scorer_zero_classes(case: ScorerCase) -> None:
     """An output with 0 entries in dim 1 (no classes or features) raises a clear ValueError."""
     info = _scorer_info(case)
     scorer = _build_scorer(case)
-    x = _scorer_input(info.reads, _spec(case))
+    x = _scorer_input(info.reads, _spec(case), case)
     _expect_value_error(
         scorer,
-        (x[:, :0],),
+        (_tmap(lambda t: t[:, :0], x),),
         {info.name, type(scorer).__name__},
         _arg_names(scorer, info, 0),
         f"{case} (0 entries in dim 1)",
@@ -765,9 +789,18 @@ def check_scorer_state_dict(case: ScorerCase) -> None:
         assert name in state, f"{case}: buffer {name!r} is not persistent"
     other = _build_scorer(case, seed=1)
     other.load_state_dict(state, strict=True)
-    x = _scorer_input(info.reads, _spec(case))
+    x = _scorer_input(info.reads, _spec(case), case)
     _close(other(x), scorer(x), case, "scores after load_state_dict")
     _close(copy.deepcopy(scorer)(x), scorer(x), case, "scores of a deepcopy")
+
+
+def _exportable(info: Any, case: ScorerCase, check: str) -> None:
+    """NotApplicable for a scorer registered ``exportable=False`` (it runs in PyTorch only)."""
+    if not info.exportable:
+        raise NotApplicable(
+            f"{case}: {check} skipped: registered exportable=False (runs the model in PyTorch; "
+            "check_scorer_export_refused covers it)"
+        )
 
 
 def check_scorer_compile(case: ScorerCase) -> None:
@@ -775,10 +808,11 @@ def check_scorer_compile(case: ScorerCase) -> None:
     import torch._dynamo
 
     info = _scorer_info(case)
+    _exportable(info, case, "check_scorer_compile")
     scorer = _build_scorer(case)
     torch._dynamo.reset()
     compiled = torch.compile(copy.deepcopy(scorer), fullgraph=True, backend=COMPILE_BACKEND)
-    x = _scorer_input(info.reads, _spec(case))
+    x = _scorer_input(info.reads, _spec(case), case)
     _close(compiled(x), scorer(x), case, "compiled scores")
 
 
@@ -787,7 +821,7 @@ def check_scorer_no_sync(case: ScorerCase) -> None:
     info = _scorer_info(case)
     for task in _tasks(case, info.tasks):
         scorer = _build_scorer(case)
-        x = _scorer_input(info.reads, _spec(case, task=task))
+        x = _scorer_input(info.reads, _spec(case, task=task), case)
         with _HostSyncDetector() as detector:
             scorer(x)
             if hasattr(scorer, "predict"):
@@ -800,24 +834,101 @@ def check_scorer_export(case: ScorerCase) -> None:
     from torch.export import Dim, export
 
     info = _scorer_info(case)
+    _exportable(info, case, "check_scorer_export")
     for task in _tasks(case, info.tasks):
         scorer = _build_scorer(case)
-        x2 = _scorer_input(info.reads, _spec(case, task=task, batch=2))
+        x2 = _scorer_input(info.reads, _spec(case, task=task, batch=2), case)
+        batch_dim = {0: Dim("batch", min=1, max=1 << 16)}
+        dynamic = type(x2)(batch_dim for _ in x2) if isinstance(x2, (tuple, list)) else batch_dim
         try:
-            program = export(scorer, (x2,), dynamic_shapes=({0: Dim("batch", min=1, max=1 << 16)},))
+            program = export(scorer, (x2,), dynamic_shapes=(dynamic,))
         except Exception as exc:  # noqa: BLE001 - report the exporter's reason
             raise AssertionError(
                 f"{case} ({task}): torch.export failed: {type(exc).__name__}: {exc}"
             ) from exc
         module = program.module()
         for batch in (1, 3, 9):
-            x = _scorer_input(info.reads, _spec(case, task=task, batch=batch, seed=batch))
+            x = _scorer_input(info.reads, _spec(case, task=task, batch=batch, seed=batch), case)
             _close(module(x), scorer(x), case, f"exported scores at batch {batch} ({task})")
-        noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(11), dtype=x.dtype)
-        perturbed = module(x * 1.7 + noise)
+        g = torch.Generator().manual_seed(11)
+        perturbed = module(
+            _tmap(lambda t: t * 1.7 + torch.randn(t.shape, generator=g, dtype=t.dtype), x)
+        )
         assert not torch.equal(perturbed, module(x)), (
             f"{case}: exported scores do not depend on the input (constant-folded?)"
         )
+
+
+def check_scorer_export_refused(case: ScorerCase) -> None:
+    """The exporter's resolve step passes an exportable scorer; one registered
+    ``exportable=False`` must read ``inputs`` and is refused with one line naming exportable
+    alternatives."""
+    from ood_core.resolve import ResolveError, check_exportable
+
+    info = _scorer_info(case)
+    if info.exportable:
+        check_exportable(info, None)  # must not raise
+        return
+    assert info.reads == "inputs", (
+        f"{case}: an exportable=False scorer runs the model, so it must read 'inputs', not "
+        f"{info.reads!r}"
+    )
+    try:
+        check_exportable(info, ("logits",))
+    except ResolveError as exc:
+        line = str(exc)
+        exportable = [i.name for i in get_registry().items("scorer") if i.exportable]
+        assert "\n" not in line and info.name in line and "PyTorch" in line, (
+            f"{case}: the refusal must be one line naming the scorer and saying it runs in "
+            f"PyTorch: {line}"
+        )
+        named = [n for n in exportable if n in line]
+        assert named or not exportable, f"{case}: the refusal names no exportable alternative"
+        return
+    raise AssertionError(f"{case}: exportable=False but ood_core.resolve does not refuse it")
+
+
+def check_scorer_model_kept(case: ScorerCase) -> None:
+    """A scorer that runs the model (reads ``inputs``) leaves it as it was: every module's
+    train/eval mode, every parameter's ``requires_grad``, no ``.grad`` written, same weights."""
+    info = _scorer_info(case)
+    scorer = _build_scorer(case)
+    model = getattr(scorer, "model", None)
+    if info.reads != "inputs":
+        return  # it reads model outputs: there is no model to disturb
+    assert isinstance(model, nn.Module), f"{case}: reads 'inputs' but holds no .model module"
+    saved = (
+        [(m, m.training) for m in model.modules()],
+        [(p, p.requires_grad) for p in model.parameters()],
+    )
+    try:
+        _check_model_kept(case, info, scorer, model)
+    finally:  # the case's model is shared with the other checks: give it back as it came
+        for m, mode in saved[0]:
+            m.training = mode
+        for p, flag in saved[1]:
+            p.requires_grad_(flag)
+
+
+def _check_model_kept(case: ScorerCase, info: Any, scorer: nn.Module, model: nn.Module) -> None:
+    model.train()
+    children = list(model.children())
+    if children:
+        children[0].eval()  # a mixed state, so restoring one global flag is not enough
+    params = list(model.parameters())
+    if params:
+        params[0].requires_grad_(False)
+    before = [(m.training) for m in model.modules()]
+    flags = [p.requires_grad for p in params]
+    weights = [p.detach().clone() for p in params]
+    x = _scorer_input(info.reads, _spec(case)).requires_grad_(False)
+    scorer(x)
+    assert [m.training for m in model.modules()] == before, f"{case}: module modes changed"
+    assert [p.requires_grad for p in params] == flags, f"{case}: requires_grad changed"
+    assert all(p.grad is None for p in params), f"{case}: scoring left .grad on parameters"
+    for p, w in zip(params, weights):
+        assert torch.equal(p.detach(), w), f"{case}: scoring changed the model's weights"
+    assert x.grad is None and not x.requires_grad, f"{case}: scoring changed the input tensor"
 
 
 SCORER_CHECKS: tuple[Callable[[ScorerCase], None], ...] = (
@@ -834,6 +945,8 @@ SCORER_CHECKS: tuple[Callable[[ScorerCase], None], ...] = (
     check_scorer_compile,
     check_scorer_no_sync,
     check_scorer_export,
+    check_scorer_export_refused,
+    check_scorer_model_kept,
 )
 
 

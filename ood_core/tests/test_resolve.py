@@ -93,3 +93,28 @@ def test_a_given_module_is_used_as_is_but_checked(ckpts):
     assert got.scorer is scorer and got.name == "msp"  # the registered name, not the class's
     with pytest.raises(ResolveError, match="model outputs embedding"):
         resolve(ckpts["mchad"], scorer)
+
+
+@pytest.mark.parametrize("name", ["odin", "mc-dropout", "gradnorm"])
+def test_a_scorer_that_runs_the_model_is_refused_naming_alternatives(ckpts, name):
+    """Rule 7: exportable=False is refused, by name and as a module; the one-line message says
+    why and lists only exportable scorers the model's outputs feed."""
+    info = ood_core.get_info("scorer", name)
+    pytest.importorskip(info.target.split(".")[0])
+    assert not info.exportable and info.reads == "inputs"
+    with pytest.raises(ResolveError) as by_name:
+        resolve(ckpts["mchad"], name)
+    line = str(by_name.value)
+    assert "\n" not in line and f"scorer {name!r} cannot be exported" in line
+    assert "PyTorch only" in line and "the model outputs embedding" in line
+    alternatives = line.rsplit(": ", 1)[1].split(", ")
+    assert "mchad" in alternatives  # its loss's state is in this checkpoint
+    for alt in alternatives:
+        alt_info = ood_core.get_info("scorer", alt)
+        assert alt_info.exportable and alt_info.reads == "embedding", alt
+    module = ood_core.create_scorer(name, model=Embedder(3))
+    with pytest.raises(ResolveError, match="cannot be exported"):
+        resolve(ckpts["plain"], module)
+    with pytest.raises(ResolveError, match=r"for the model outputs logits: .*msp") as plain:
+        resolve(ckpts["plain"], name)
+    assert "mchad" not in str(plain.value)  # needs MCHAD's loss state, which this one lacks

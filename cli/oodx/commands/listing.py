@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 from typing import Any
 
 import click
@@ -123,25 +122,15 @@ def _importable(module: str) -> bool:
         return False
 
 
-def _natural_scorer_problems(label: str, loss: Any, scorer: Any) -> list[str]:
+def _natural_scorer_problems(registry: Any, label: str, loss: Any) -> list[str]:
     """Why ``ood_core.resolve`` would refuse a model trained with ``loss`` its natural scorer
-    (the rules live there: what such a model outputs, what the scorer reads, fitting)."""
-    from ood_core.loss import ROLE_OUTPUT
-    from ood_core.resolve import ResolveError, check_reads, model_outputs
+    (the rules live there: :func:`ood_core.resolve.check_pairing`)."""
+    from ood_core.resolve import ResolveError, check_pairing
 
-    # a loss fed several model outputs (logits and features, say) trains a model returning a dict
-    fed = list(dict.fromkeys(ROLE_OUTPUT[r] for r in loss.inputs if r in ROLE_OUTPUT))
-    model = {"output": {"kind": "dict", "keys": fed}} if len(fed) > 1 else {}
-    trained = types.SimpleNamespace(metadata={"model": model}, loss_name=loss.name, loss_info={})
     try:
-        check_reads(scorer.name, scorer.reads, model_outputs(trained))
+        check_pairing(loss, registry=registry)
     except ResolveError as exc:
-        return [f"{label}: a model trained with it cannot feed its natural scorer: {exc}"]
-    if scorer.needs_fit:
-        return [
-            f"{label}: its natural scorer {scorer.name!r} must be fitted, so `oodx export` "
-            "without --scorer cannot use it; name a natural scorer that needs no fit"
-        ]
+        return [f"{label}: a model trained with it cannot use its natural scorer: {exc}"]
     return []
 
 
@@ -192,7 +181,7 @@ def check_plugin(registry: Any, plugin: Any) -> tuple[list[str], list[str]]:
                             f"{label}: supports {', '.join(missing)} but its scorer "
                             f"{scorer.name!r} does not"
                         )
-                    problems.extend(_natural_scorer_problems(label, info, scorer))
+                    problems.extend(_natural_scorer_problems(registry, label, info))
                 if not info.paper:
                     notes.append(f"{label}: no paper reference")
             try:
@@ -325,7 +314,8 @@ def losses(as_json: bool, task: str | None) -> None:
 )
 def scorers(as_json: bool, task: str | None) -> None:
     """List scorers: name (aliases), plugin, the model output it reads, whether it must be
-    fitted, tasks and the paper. Every scorer returns outlier scores (higher = more OOD).
+    fitted, whether it exports (gradient and stochastic scorers run in PyTorch only), tasks and
+    the paper. Every scorer returns outlier scores (higher = more OOD).
 
     \b
     Examples:
@@ -344,13 +334,14 @@ def scorers(as_json: bool, task: str | None) -> None:
             i.plugin,
             i.reads if isinstance(i.reads, str) else " + ".join(i.reads),
             _yes(i.needs_fit),
+            _yes(i.exportable),
             ", ".join(i.tasks),
             i.paper or "-",
         )
         for i in found
     ]
     click.echo(
-        format_table(["SCORER", "PLUGIN", "READS", "FIT", "TASKS", "PAPER"], rows)
+        format_table(["SCORER", "PLUGIN", "READS", "FIT", "EXPORT", "TASKS", "PAPER"], rows)
         if rows
         else "No scorers are installed."
     )

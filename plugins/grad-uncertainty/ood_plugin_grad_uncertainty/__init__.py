@@ -1,0 +1,1 @@
+"""Gradient-uncertainty scorer for oodx (Lee and AlRegib, ICIP 2020)."""

@@ -1,0 +1,1 @@
+"""GradNorm scorer for oodx (Huang, Geng, Li, NeurIPS 2021)."""

@@ -1,0 +1,27 @@
+"""The GradNorm scorer passes the oodx conformance kit (export checks become the refusal check)."""
+
+import torch
+from torch import nn
+
+from ood_core.testing import ScorerCase, parametrize_with_checks
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 4))
+
+
+MODEL = _model()
+CASES = [
+    ScorerCase("gradnorm", {"model": MODEL}),
+    ScorerCase(
+        "GradNorm",
+        {"model": MODEL, "param_filter": lambda n: n == "3.weight"},
+        id="gradnorm-last-layer",
+    ),
+]
+
+
+@parametrize_with_checks(CASES)
+def test_gradnorm_conformance(case, check):
+    check(case)

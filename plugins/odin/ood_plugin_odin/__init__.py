@@ -1,0 +1,1 @@
+"""ODIN scorer for oodx (Liang, Li, Srikant, ICLR 2018): temperature scaling + input perturbation."""
