@@ -7,25 +7,36 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from ood_core.labels import is_known, known_or_zero
-from ood_core.reduction import Reduction, check_reduction, compute_dtype
+from ood_core.reduction import Reduction, check_reduction, in_compute_dtype
 
 
-def cross_entropy(logits: Tensor, target: Tensor, reduction: Reduction = "mean") -> Tensor:
+def cross_entropy(
+    logits: Tensor,
+    target: Tensor,
+    reduction: Reduction = "mean",
+    *,
+    bounds: tuple[int, int] | None = None,
+) -> Tensor:
     """Cross-entropy over the ID entries only: ``-log softmax(x)_y`` where ``y >= 0``.
 
     ``logits`` ``(B, C)`` or ``(B, C, H, W)``, ``target`` ``(B,)`` or ``(B, H, W)``. ``mean``
     averages over the ID entries (0 when there are none, graph kept); ``none`` keeps the target's
-    shape with OOD entries 0. Computed in at least fp32.
+    shape with OOD entries 0. Computed in at least fp32. ``bounds``, the target's ``(min, max)``
+    where the caller read them on the host (:func:`~ood_core.validation.check_target_bounds`),
+    lets the mean be torch's own (fused) one when an ID entry exists, and skips the relabelling
+    when every OOD entry is already ``-1``.
     """
     check_reduction(reduction, "cross_entropy")
-    known = is_known(target)
-    x = logits.to(compute_dtype(logits.dtype))
-    # the fused kernel; OOD entries are ignored (their loss and gradient are 0)
-    t = torch.where(known, target, -100)
-    if reduction == "mean":  # sum / count: unlike torch's mean, 0 (not NaN) when all are OOD
-        total = F.cross_entropy(x, t, ignore_index=-100, reduction="sum")
-        return total / known.sum().clamp_min(1).to(total.dtype)
-    return F.cross_entropy(x, t, ignore_index=-100, reduction=reduction or "none")
+    x = in_compute_dtype(logits)
+    # the fused kernel; OOD entries, all relabelled -1, are ignored (their loss and gradient are 0)
+    t = target if bounds is not None and bounds[0] >= -1 else target.clamp_min(-1)
+    if reduction != "mean":
+        return F.cross_entropy(x, t, ignore_index=-1, reduction=reduction or "none")
+    if bounds is not None and bounds[1] >= 0:
+        return F.cross_entropy(x, t, ignore_index=-1)
+    # sum / count: unlike torch's mean, 0 (not NaN) when all are OOD, with no host read
+    total = F.cross_entropy(x, t, ignore_index=-1, reduction="sum")
+    return total / is_known(target).sum().clamp_min(1).to(total.dtype)
 
 
 def nll_and_logsumexp(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -40,7 +51,7 @@ def nll_and_logsumexp(logits: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     shift makes ``z_y = 0`` for the top class). ``(B, C[, H, W])`` and ``(B[, H, W])`` give two ``(B[, H, W])`` tensors, computed in
     at least fp32.
     """
-    x = logits.to(compute_dtype(logits.dtype))
+    x = in_compute_dtype(logits)
     m = x.detach().amax(dim=1, keepdim=True)
     m = m.nan_to_num(0.0, 0.0, 0.0)  # an all -inf row or a +inf logit: no shift
     z = x - m
@@ -55,5 +66,5 @@ def energy(logits: Tensor, temperature: float | Tensor = 1.0) -> Tensor:
 
     Liu et al., "Energy-based Out-of-distribution Detection", NeurIPS 2020.
     """
-    x = logits.to(compute_dtype(logits.dtype))
+    x = in_compute_dtype(logits)
     return -temperature * torch.logsumexp(x / temperature, dim=1)

@@ -65,3 +65,10 @@ def masked_reduction(
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype to compute a loss in: fp16/bf16 are promoted to fp32, fp32/fp64 are kept."""
     return torch.promote_types(dtype, torch.float32)
+
+
+def in_compute_dtype(x: Tensor) -> Tensor:
+    """``x`` in :func:`compute_dtype`: itself when fp32/fp64 (a no-op ``.to`` costs ~1 us)."""
+    if x.dtype is torch.float32 or x.dtype is torch.float64:
+        return x
+    return x.to(compute_dtype(x.dtype))

@@ -13,7 +13,9 @@ The rule for non-finite inputs (one for every loss and scorer):
   ``-inf`` masks a class: allowed as long as every sample keeps a finite logit (and, for a loss,
   the logit of each ID sample's target class is finite). With such masks the result is finite
   and computed stably. The check is one reduction (a sum, finite unless a value is non-finite;
-  only a non-finite sum pays for the exact count).
+  only a non-finite sum pays for the exact count). A loss whose result every input value enters
+  (no ignored entries) may read its result instead and diagnose the inputs only when it is not
+  finite: the same rule, without a pass over the inputs.
 - Where checks do not run (compiled, exported, on an accelerator) nothing is read on the host;
   a scorer then fails closed: a non-finite input gives a NaN or ``+inf`` score (see
   :func:`fail_closed`), never a small, in-distribution one.
@@ -183,7 +185,7 @@ def check_target(
         raise fail(owner, arg, "an integer tensor of class indices (negative = OOD)", target)
     if target.dtype != torch.long:
         target = target.long()
-    if tuple(target.shape) != tuple(shape):
+    if target.shape != tuple(shape):
         raise fail(owner, arg, f"of shape {tuple(shape)} to match the other inputs", target)
     if num_classes is not None:
         _check_max(owner, arg, target, num_classes)

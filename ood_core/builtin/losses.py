@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from ood_core.functional import cross_entropy
 from ood_core.loss import Loss
 from ood_core.reduction import Reduction, check_reduction
-from ood_core.validation import check_classification
+from ood_core.validation import check_classification_bounds
 
 
 class CrossEntropyLoss(Loss):
@@ -27,10 +27,10 @@ class CrossEntropyLoss(Loss):
         self.reduction = check_reduction(reduction, type(self).__name__)
 
     def forward(self, logits: Tensor, targets: Tensor) -> Tensor:
-        logits, targets = check_classification(
+        logits, targets, bounds = check_classification_bounds(
             type(self).__name__, logits, targets, target_arg="targets", masks=True
         )
-        return cross_entropy(logits, targets, self.reduction)
+        return cross_entropy(logits, targets, self.reduction, bounds=bounds)
 
     def scorer(self) -> nn.Module:
         """The natural scorer, maximum softmax probability."""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,12 +15,13 @@ from ood_core.arguments import check_positive
 from ood_core.centers import ClassCenters, RunningCenters, squared_distances
 from ood_core.functional import cross_entropy, energy, nll_and_logsumexp
 from ood_core.labels import is_known, is_unknown, known_or_zero
-from ood_core.reduction import apply_reduction, masked_mean, masked_reduction
+from ood_core.reduction import apply_reduction, in_compute_dtype, masked_mean, masked_reduction
 from ood_core.validation import (
     check_batch,
     check_classification,
     check_float,
     check_target,
+    check_target_bounds,
     fail_closed,
     set_value_checks,
 )
@@ -75,6 +79,88 @@ def test_cross_entropy_all_ood_is_zero_not_nan():
     logits = torch.randn(3, 4, requires_grad=True)
     out = cross_entropy(logits, torch.full((3,), -1))
     assert out.item() == 0.0 and out.requires_grad
+
+
+TARGETS = {
+    "OOD as -1": [0, -1, 3, -1, 2, 1],
+    "OOD below -1": [0, -7, 3, -1, -100, 1],
+    "all ID": [0, 1, 3, 2, 2, 1],
+    "all OOD": [-1, -3, -1, -1, -2, -1],
+}
+
+
+@pytest.mark.parametrize("targets", TARGETS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("spatial", [(), (2, 3)])
+def test_cross_entropy_bounds_shortcut_equals_masked_path(targets, reduction, spatial):
+    """With the target's (min, max) read on the host: same values and gradients as without."""
+    g = torch.Generator().manual_seed(3)
+    target = torch.tensor(TARGETS[targets]).reshape(6, *([1] * len(spatial))).expand(6, *spatial)
+    logits = torch.randn((6, 4, *spatial), generator=g, requires_grad=True)
+    bounds = (int(target.min()), int(target.max()))
+    fast = cross_entropy(logits, target, reduction, bounds=bounds)
+    (fast_grad,) = torch.autograd.grad(fast.sum(), logits)
+    slow = cross_entropy(logits, target, reduction)
+    (slow_grad,) = torch.autograd.grad(slow.sum(), logits)
+    torch.testing.assert_close(fast, slow)
+    torch.testing.assert_close(fast_grad, slow_grad)
+    assert torch.isfinite(fast).all() and fast.requires_grad
+
+
+def test_check_target_bounds_reads_min_and_max_where_checks_run():
+    target = torch.tensor([2, -5, 0])
+    assert check_target_bounds("L", target, 3) == (-5, 2)
+    with pytest.raises(ValueError, match=r"^L: argument 'y' must be a class index below 2 .* 2"):
+        check_target_bounds("L", target, 2, arg="y")
+    assert check_target_bounds("L", target[:0], 3) is None
+    set_value_checks("never")
+    try:
+        assert check_target_bounds("L", target, 2) is None
+    finally:
+        set_value_checks("auto")
+
+
+@pytest.mark.parametrize("mode, enabled", [("never", False), ("auto", True)])
+def test_value_checks_mode_is_read_from_the_environment(mode, enabled):
+    code = (
+        "import torch; from ood_core.validation import value_checks_enabled; "
+        "print(value_checks_enabled(torch.ones(1)))"
+    )
+    env = {**os.environ, "OODX_VALUE_CHECKS": mode}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == str(enabled)
+
+
+@pytest.mark.parametrize("row", [0, 1])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_builtin_cross_entropy_refuses_non_finite_even_in_ignored_rows(row, value, reduction):
+    """Row 1 is OOD: ignored by the loss, but a NaN there would still give NaN gradients."""
+    logits = torch.randn(3, 4)
+    logits[row, 2] = value
+    loss = ood_core.create_loss("cross-entropy", reduction=reduction)
+    with pytest.raises(ValueError, match=r"^CrossEntropyLoss: argument 'logits' must be"):
+        loss(logits, torch.tensor([0, -1, 3]))
+    with pytest.raises(ValueError, match=r"^CrossEntropyLoss: argument 'targets' must be a class"):
+        loss(torch.randn(3, 4), torch.tensor([0, -1, 4]))
+
+
+@pytest.mark.parametrize(
+    "dtype, expected",
+    [
+        (torch.float16, torch.float32),
+        (torch.bfloat16, torch.float32),
+        (torch.float32, torch.float32),
+        (torch.float64, torch.float64),
+    ],
+)
+def test_in_compute_dtype_promotes_half_precision_and_keeps_the_rest(dtype, expected):
+    x = torch.randn(3, 2).to(dtype)
+    out = in_compute_dtype(x)
+    assert out.dtype == expected and torch.equal(out, x.to(expected))
+    assert (out is x) == (dtype == expected)
 
 
 def test_energy_is_stable_for_large_logits():

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import operator
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ood_core.labels import is_unknown
 from ood_core.loss import Loss
-from ood_core.reduction import Reduction, check_reduction, compute_dtype
+from ood_core.reduction import Reduction, check_reduction, in_compute_dtype
 from ood_core.validation import (
     check_finite,
     check_float_shape,
     check_target,
+    check_target_bounds,
     check_target_logits,
     fail,
 )
@@ -67,22 +68,28 @@ class BackgroundClassLoss(Loss):
                 logits,
             )
         targets = check_target(
-            owner,
-            targets,
-            shape=(logits.shape[0], *logits.shape[2:]),
-            num_classes=self.num_classes,
-            arg="targets",
+            owner, targets, shape=(logits.shape[0], *logits.shape[2:]), arg="targets"
         )
-        remapped = torch.where(
-            is_unknown(targets), torch.full_like(targets, self.num_classes), targets
-        )
-        # -inf masks a class, but not the target (the background class for outliers)
-        if check_finite(owner, "logits", logits, masks=True) and remapped.numel():
-            check_target_logits(owner, "logits", logits, remapped)
-        x = logits.to(compute_dtype(logits.dtype))
-        if self.reduction == "mean":  # the fused kernel; an empty batch gives 0, not NaN
-            return F.cross_entropy(x, remapped, reduction="sum") / max(remapped.numel(), 1)
-        return F.cross_entropy(x, remapped, reduction=self.reduction or "none")
+        bounds = check_target_bounds(owner, targets, self.num_classes, arg="targets")
+        targets = self._relabel(targets, bounds)
+        reduction = self.reduction or "none"
+        if reduction == "mean" and not targets.numel():  # 0 with the graph kept, not NaN
+            reduction = "sum"
+        loss = F.cross_entropy(in_compute_dtype(logits), targets, reduction=reduction)
+        # every entry enters the loss, which is finite unless a logit is NaN or +inf, a row is all
+        # -inf or an entry's target logit is -inf: only a non-finite loss pays for the diagnosis
+        if bounds is not None and not math.isfinite((loss.sum() if loss.dim() else loss).item()):
+            if check_finite(owner, "logits", logits, masks=True):
+                check_target_logits(owner, "logits", logits, targets)
+        return loss
+
+    def _relabel(self, targets: Tensor, bounds: tuple[int, int] | None) -> Tensor:
+        """Outliers labelled as the background class ``N``; ``bounds``: the targets' (min, max)."""
+        if bounds is not None and bounds[0] >= 0:
+            return targets
+        if bounds is not None and bounds[0] == -1:  # one kernel: -1 mod (N + 1) = N
+            return targets.remainder(self.num_classes + 1)
+        return torch.where(targets < 0, self.num_classes, targets)
 
     def scorer(self) -> nn.Module:
         """The natural scorer, softmax probability of the background class."""

@@ -23,6 +23,7 @@ def oodx_register_losses(register):
         uses_ood=True,
         scorer="background-class",
         inputs=("logits", "target"),
+        recipe={"demo": {"extra_logits": 1}},
         aliases=("background", "backgroundclassloss"),
     )
 

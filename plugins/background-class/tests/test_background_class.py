@@ -14,6 +14,7 @@ from ood_core.testing.dropin import assert_same_signature
 from ood_core.testing.readme import run_readme_examples
 from ood_core.testing.reference import pytorch_ood_losses
 from ood_core.testing.toy import smoke_train
+from ood_core.validation import set_value_checks
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -110,6 +111,58 @@ def test_logits_need_n_plus_one_columns(columns):
     logits = torch.randn(5, columns)
     with pytest.raises(ValueError, match=r"BackgroundClassLoss.*'logits'.*5 columns"):
         BackgroundClassLoss(4)(logits, torch.zeros(5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("outlier", [-1, -5])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("checks", ["auto", "never"])
+def test_any_negative_target_is_the_background_class(outlier, reduction, checks):
+    """Relabelling takes a shortcut when every outlier is -1; any negative label must agree."""
+    logits, target = inputs(7)
+    target = torch.where(target < 0, outlier, target)
+    target[0] = outlier
+    set_value_checks(checks)
+    try:
+        got = BackgroundClassLoss(4, reduction=reduction)(logits, target)
+    finally:
+        set_value_checks("auto")
+    values = paper(logits, target, 4)
+    expected = {"mean": values.mean(), "sum": values.sum(), "none": values}[reduction]
+    torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+INF, NAN = float("inf"), float("nan")
+#: (row, column, value) put into logits of 3 samples with targets [0, -1, 2] (n = 3, 4 columns)
+BAD_LOGITS = {
+    "NaN in an ID row": (0, 1, NAN),
+    "NaN in an outlier row": (1, 0, NAN),
+    "+inf in an outlier row": (1, 2, INF),
+    "-inf at an ID target": (2, 2, -INF),
+    "-inf at an outlier's background class": (1, 3, -INF),
+    "a row of -inf": (0, slice(None), -INF),
+}
+
+
+@pytest.mark.parametrize("bad", BAD_LOGITS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_bad_logits_raise_in_every_reduction(bad, reduction):
+    """The forward checks its result, not the logits: a bad value anywhere must still raise."""
+    row, column, value = BAD_LOGITS[bad]
+    logits = torch.randn(3, 4)
+    logits[row, column] = value
+    with pytest.raises(ValueError, match=r"^BackgroundClassLoss: argument 'logits' must be"):
+        BackgroundClassLoss(3, reduction=reduction)(logits, torch.tensor([0, -1, 2]))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_minus_inf_masks_a_non_target_class(reduction):
+    logits = torch.randn(3, 4)
+    logits[0, 1] = logits[1, 0] = logits[2, 3] = -INF
+    logits.requires_grad_()
+    value = BackgroundClassLoss(3, reduction=reduction)(logits, torch.tensor([0, -1, 2]))
+    value.sum().backward()
+    assert torch.isfinite(value).all() and torch.isfinite(logits.grad).all()
+    assert logits.grad[0, 1] == 0.0
 
 
 def test_target_of_background_index_raises():
