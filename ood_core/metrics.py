@@ -219,6 +219,12 @@ class OODMetrics:
     Resolution is relative to ``|s|``: scores clustered far from 0 (``1000 +- 1``) lose it;
     ``offset=c`` (a constant fixed in advance, never taken from the data) bins ``s - c``
     instead, and every statement above holds for ``s - c``.
+
+    Distributed: when a torch.distributed process group with more than one rank is running and
+    ``sync_on_compute`` is true (default), :meth:`compute` combines every rank's samples (exact:
+    scores all-gathered, unequal counts allowed; binned: histograms all-reduced), so every rank
+    gets the metrics of all samples. It is a collective: call it on every rank. Each rank's own
+    state is unchanged; ``OODX_DISTRIBUTED_SYNC=0`` turns it off everywhere.
     """
 
     def __init__(
@@ -228,8 +234,10 @@ class OODMetrics:
         mode: str = "exact",
         bins: int = _DEFAULT_BINS,
         offset: float = 0.0,
+        sync_on_compute: bool = True,
     ) -> None:
         owner = "OODMetrics"
+        self.sync_on_compute = bool(sync_on_compute)
         scalar = (int, float, np.integer, np.floating)
         rates = [fpr_at] if isinstance(fpr_at, scalar) else list(fpr_at)
         if not rates:
@@ -354,12 +362,12 @@ class OODMetrics:
             setattr(self, sorted_flag, True)
         return parts[0]
 
-    def _binned_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(ood_le, id_le)`` of the histogram: counts ``<=`` each non-empty bin, lowest first
+    def _binned_counts(self, hist: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """``(ood_le, id_le)`` of a histogram: counts ``<=`` each non-empty bin, lowest first
         (see :func:`_curve_metrics`); ``([0], [0])`` before any sample."""
-        if self._hist is None:
+        if hist is None:
             return np.zeros(1, np.int64), np.zeros(1, np.int64)
-        hist = self._hist[self._hist.any(axis=1)]
+        hist = hist[hist.any(axis=1)]
         if not hist.size:
             return np.zeros(1, np.int64), np.zeros(1, np.int64)
         return np.cumsum(hist[:, 1]), np.cumsum(hist[:, 0])
@@ -369,12 +377,22 @@ class OODMetrics:
 
         Raises ``ValueError`` unless both ID and OOD samples were seen.
         """
+        sync = self.sync_on_compute and _distributed()
         if self.mode == "binned":
-            ood_le, id_le = self._binned_counts()
+            hist = _sync_histogram(self._hist, self.bins) if sync else self._hist
+            ood_le, id_le = self._binned_counts(hist)
             n_ood, n_id = int(ood_le[-1]), int(id_le[-1])
         else:
             s_id, s_ood = self._sorted_exact("id"), self._sorted_exact("ood")
+            if sync:
+                s_id, s_ood = np.sort(_gather_scores(s_id)), np.sort(_gather_scores(s_ood))
             n_ood, n_id = s_ood.size, s_id.size
+        correct, n_predicted = self._correct, self._n_id_predicted
+        with_predictions = bool(self._with_predictions)
+        if sync:
+            correct, n_predicted, with_predictions = _sum_ints(
+                correct, n_predicted, int(with_predictions)
+            )
         if n_ood == 0 or n_id == 0:
             void = "" if self.void_label is None else f" (label {self.void_label} ignored as void)"
             raise ValueError(
@@ -386,8 +404,8 @@ class OODMetrics:
             out = _curve_metrics(ood_le, id_le, self.fpr_at)
         else:
             out = _exact_metrics(s_id, s_ood, self.fpr_at)
-        if self._with_predictions:
-            out["ACC"] = self._correct / self._n_id_predicted
+        if with_predictions:
+            out["ACC"] = correct / max(n_predicted, 1)
         return out
 
     def __repr__(self) -> str:
@@ -396,6 +414,47 @@ class OODMetrics:
             f"OODMetrics(fpr_at={rates!r}, void_label={self.void_label!r}, mode={self.mode!r}, "
             f"bins={self.bins}, offset={self.offset!r})"
         )
+
+
+def _distributed() -> bool:
+    """A process group with more than one rank runs (torch is not imported to find out)."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return False
+    from ood_core.distributed import should_sync
+
+    return should_sync()
+
+
+def _gather_scores(scores: np.ndarray) -> np.ndarray:
+    """Float64 scores of every rank concatenated (lengths may differ)."""
+    import torch
+
+    from ood_core.distributed import _device, all_gather_cat
+
+    local = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float64)).to(_device())
+    return all_gather_cat(local).cpu().numpy()
+
+
+def _sync_histogram(hist: np.ndarray | None, bins: int) -> np.ndarray:
+    """The ``(bins, 2)`` histograms of every rank summed."""
+    import torch
+
+    from ood_core.distributed import _device, all_reduce_sum
+
+    local = np.zeros((bins, 2), np.int64) if hist is None else hist
+    (total,) = all_reduce_sum(torch.from_numpy(local).to(_device()))
+    return total.cpu().numpy()
+
+
+def _sum_ints(*values: int) -> tuple[int, ...]:
+    import torch
+
+    from ood_core.distributed import _device, all_reduce_sum
+
+    (total,) = all_reduce_sum(torch.tensor(values, dtype=torch.int64, device=_device()))
+    return tuple(int(v) for v in total.tolist())
 
 
 def threshold_for_id_rate(id_scores: Any, keep: float = 0.95) -> float:

@@ -25,6 +25,7 @@ exports carry the fitted state.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
@@ -72,6 +73,17 @@ class Scorer(nn.Module):
     fit_needs_labels: ClassVar[bool] = False
     #: names of the buffers :meth:`fit` sets; loading a state dict resizes them to the saved shape
     fit_state: ClassVar[tuple[str, ...]] = ()
+    #: fit accumulators (attribute names: tensors or numbers) summed over ranks before
+    #: ``_fit_end`` when distributed; ClassStatistics and BoundedRows attributes sync on their own
+    fit_sums: ClassVar[tuple[str, ...]] = ()
+    #: fit accumulators (a tensor or a list of tensors ``(n, ...)``) concatenated over ranks
+    fit_gathers: ClassVar[tuple[str, ...]] = ()
+    #: fit accumulators (tensors) reduced element-wise by min / max over ranks
+    fit_mins: ClassVar[tuple[str, ...]] = ()
+    fit_maxes: ClassVar[tuple[str, ...]] = ()
+    #: synchronise ``fit`` across ranks of a torch.distributed process group (set False to fit
+    #: each rank on its own data; see ood_core.distributed)
+    sync_dist: bool = True
     fitted: Tensor
 
     def __init__(self, *, head: nn.Module | None = None) -> None:
@@ -113,13 +125,24 @@ class Scorer(nn.Module):
         shape: tuple[int, ...] | None = None
         seen = 0
         self._fit_begin()
-        for i, (bx, by) in enumerate(_batches(owner, x, y)):
-            bx, by = self._fit_batch(owner, i, bx, by, shape)
-            shape = tuple(bx.shape[1:])
-            seen += bx.shape[0]
-            self._fit_update(bx.to(device=device, dtype=torch.float64), _to(by, device))
+        sync = should_sync(self)
+        try:
+            for i, (bx, by) in enumerate(_batches(owner, x, y)):
+                bx, by = self._fit_batch(owner, i, bx, by, shape)
+                shape = tuple(bx.shape[1:])
+                seen += bx.shape[0]
+                self._fit_update(bx.to(device=device, dtype=torch.float64), _to(by, device))
+        finally:  # every rank learns whether all could fit, so none waits in a collective
+            if sync:
+                failed = _agree_on_failure(owner, sys.exc_info()[0] is not None)
+        if sync:
+            seen = failed if failed is not None else all_reduce_count(seen)
+            if isinstance(seen, Exception):
+                raise seen
         if seen == 0:
             raise ValueError(f"{owner}.fit: argument 'x' holds no samples")
+        if sync:
+            self._fit_sync()
         self._fit_end()
         self._set_fitted(True)
         return self
@@ -173,6 +196,19 @@ class Scorer(nn.Module):
     def _fit_end(self) -> None:
         """Turn the accumulated statistics into the fitted buffers (override)."""
 
+    def _fit_sync(self) -> None:
+        """Combine the accumulators of every rank (distributed fits, before ``_fit_end``).
+
+        :class:`~ood_core.statistics.ClassStatistics` attributes are all-reduced,
+        :class:`~ood_core.bank.BoundedRows` attributes all-gathered in rank order, the
+        attributes named in ``fit_sums`` summed and those in ``fit_gathers`` concatenated; every
+        rank then holds what one process fitting on all ranks' data (in rank order) would hold.
+        Override (calling ``super()``) for other accumulators.
+        """
+        from ood_core.distributed import sync_fit_accumulators
+
+        sync_fit_accumulators(self)
+
     def _check_fitted(self) -> None:
         """Raise :class:`NotFittedError` if the scorer must be fitted and is not.
 
@@ -199,8 +235,18 @@ class Scorer(nn.Module):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
 
+    @property
+    def predicts(self) -> bool:
+        """Whether :meth:`predict` is a class decision: the argmax of ``logits``, or a scorer's
+        own rule (nearest class mean, its head). The base argmax of features or embeddings is
+        none, so exporters take the model's logits instead (False)."""
+        if not callable(getattr(type(self), "predict", None)):
+            return False  # a scorer that disowns predict (a property raising AttributeError)
+        return self.reads == "logits" or type(self).predict is not Scorer.predict
+
     def predict(self, output: Tensor) -> Tensor:
-        """Class decision for ``output``: argmax over the class dimension (int64).
+        """Class decision for ``output``: argmax over the class dimension (int64); a class
+        decision only for logits (see :attr:`predicts`).
 
         NaN and ``+inf`` raise ``ValueError`` where value checks run (``-inf`` masks a class).
         """
@@ -209,6 +255,33 @@ class Scorer(nn.Module):
         arg = self.reads if isinstance(self.reads, str) else "output"
         x = check_float(type(self).__name__, arg, output, masks=True)
         return x.argmax(dim=1)
+
+
+def should_sync(owner: object) -> bool:
+    """Whether ``owner`` synchronises now (see :mod:`ood_core.distributed`)."""
+    from ood_core.distributed import should_sync as _should
+
+    return _should(owner)
+
+
+def all_reduce_count(n: int) -> int:
+    """``n`` summed over the ranks."""
+    from ood_core.distributed import all_reduce_int
+
+    return all_reduce_int(n)
+
+
+def _agree_on_failure(owner: str, failed_here: bool) -> Exception | None:
+    """All-reduce a failure flag; a ValueError for ranks whose own batches were fine."""
+    from ood_core.distributed import all_reduce_int
+
+    failed = all_reduce_int(int(failed_here))
+    if failed and not failed_here:
+        return ValueError(
+            f"{owner}.fit: fitting failed on {failed} other rank(s) (see their error); no rank "
+            "is fitted"
+        )
+    return None
 
 
 def _what(x: object) -> str:

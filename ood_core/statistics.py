@@ -159,7 +159,10 @@ class ClassStatistics:
         if self.counts is None:
             from ood_core.distributed import _device
 
-            self._grow(max(rows, self.num_classes or 0), torch.zeros(0, width, dtype=torch.float64, device=_device()))
+            self._grow(
+                max(rows, self.num_classes or 0),
+                torch.zeros(0, width, dtype=torch.float64, device=_device()),
+            )
         self._grow(rows, self.means)
         local_n, local_mu = self.counts, self.means
         counts, sums = all_reduce_sum(local_n, local_n[:, None] * local_mu)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor, nn
 
@@ -49,6 +51,39 @@ class _OneCenterLoss(Loss):
 
     def _squared_distance(self, z: Tensor) -> Tensor:
         return self._center(z).squeeze(1)
+
+    #: all-reduce the data of :meth:`init_center` across torch.distributed ranks
+    sync_dist: bool = True
+
+    @torch.no_grad()
+    def init_center(self, x: Tensor | Iterable[Tensor], eps: float = 0.1) -> _OneCenterLoss:
+        """Set the centre to the mean embedding of ``x`` (a tensor ``(N, D)`` or batches of it).
+
+        Ruff et al., "Deep One-Class Classification", ICML 2018, Sec. 3.3: ``mu`` is the mean
+        of the initial network's outputs on the training data; as in the authors' code,
+        coordinates with ``|mu_i| < eps`` are set to ``+-eps`` (a centre at 0 is trivially
+        reached by a network with zero weights). Sums in float64; under torch.distributed the
+        sums and counts are all-reduced, so every rank gets the centre of all ranks' data.
+        Returns the loss.
+        """
+        from ood_core.distributed import all_reduce_sum, should_sync
+
+        owner = f"{type(self).__name__}.init_center"
+        device = self._center.params.device
+        total = torch.zeros(self.n_dim, dtype=torch.float64, device=device)
+        count = torch.zeros((), dtype=torch.float64, device=device)
+        for batch in [x] if isinstance(x, Tensor) else x:
+            z = check_embedding(owner, "x", batch, self.n_dim).detach().to(device, torch.float64)
+            total += z.sum(0)
+            count += z.shape[0]
+        if should_sync(self):
+            total, count = all_reduce_sum(total, count)
+        if not bool(count > 0):
+            raise ValueError(f"{owner}: argument 'x' holds no samples")
+        mu = total / count
+        mu = torch.where(mu.abs() < eps, torch.where(mu < 0, -eps, eps), mu)
+        self._center._params.copy_(mu.to(self._center._params.dtype).reshape(1, self.n_dim))
+        return self
 
 
 class DeepSVDDLoss(_OneCenterLoss):

@@ -66,6 +66,8 @@ class IILoss(Loss):
     """
 
     roles = {"x": "embedding", "target": "target"}
+    #: all-reduce the running-mean update across torch.distributed ranks (ood_core.distributed)
+    sync_dist: bool = True
 
     def __init__(self, n_classes: int, n_embedding: int, alpha: float = 1.0) -> None:
         super().__init__()
@@ -103,7 +105,7 @@ class IILoss(Loss):
         )
         if self.training:
             mu, counts = self.running_centers.batch_means(z, target)
-            self.running_centers.update(z, target)
+            self._update_running_means(z, target)
         else:
             mu = self.running_centers.centers.to(z.dtype)
             counts = self.running_centers.batch_sums(z.detach(), target)[1]
@@ -116,6 +118,22 @@ class IILoss(Loss):
         closest = torch.where(pairs, between, torch.full_like(between, float("inf"))).amin()
         inter_separation = torch.where(pairs.any(), closest, torch.zeros_like(closest))
         return intra_spread - self.alpha * inter_separation
+
+    @torch.no_grad()
+    def _update_running_means(self, z: Tensor, target: Tensor) -> None:
+        """Fold the batch into the running means; under torch.distributed the per-class sums
+        and counts of every rank are all-reduced first, so every rank holds the same means."""
+        from ood_core.distributed import all_reduce_sum, should_sync
+
+        centres = self.running_centers
+        sums, counts = centres.batch_sums(z.detach().to(centres.running_centers.dtype), target)
+        if should_sync(self):
+            sums, counts = all_reduce_sum(sums, counts)
+        total = centres.counts + counts
+        old = centres.running_centers
+        merged = (old * centres.counts[:, None] + sums) / total.clamp_min(1)[:, None]
+        old.copy_(torch.where(total[:, None] > 0, merged, old))
+        centres.counts.copy_(total)
 
     def scorer(self) -> IIScorer:
         """An ``ii`` scorer holding a copy of the running class means."""

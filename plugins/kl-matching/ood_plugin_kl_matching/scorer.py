@@ -37,6 +37,7 @@ class KLMatching(Scorer):
 
     reads = "logits"
     needs_fit = True
+    fit_sums = ("_kept",)  # summed over torch.distributed ranks
     fit_state = ("log_dists", "classes")
     log_dists: Tensor
     classes: Tensor

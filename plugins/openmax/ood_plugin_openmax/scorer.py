@@ -41,6 +41,7 @@ class OpenMax(Scorer):
 
     reads = "logits"
     needs_fit = True
+    fit_gathers = ("_rows", "_labels")  # concatenated over torch.distributed ranks
     fit_state = ("means", "present", "shape", "scale", "shift")
 
     def __init__(self, tailsize: int = 25, alpha: int = 10, euclid_weight: float = 1.0) -> None:

@@ -38,6 +38,7 @@ class PNML(FeatureScorer):
     needs_fit = True
     fit_state = ("projector",)
     projector: Tensor
+    fit_sums = ("_gram",)  # summed over torch.distributed ranks
 
     def __init__(
         self, encoder: Any = None, head: nn.Module | None = None, eps: float = 1e-12

@@ -114,6 +114,8 @@ class EnergyMarginLoss(Loss):
     lr_lam: Tensor
     penalty_mult: Tensor
     constraint_tol: Tensor
+    #: all-reduce the constraint measurements across torch.distributed ranks
+    sync_dist: bool = True
 
     roles = {"logits": "logits", "targets": "target"}
 
@@ -271,7 +273,9 @@ class EnergyMarginLoss(Loss):
         """``L_in`` (``false_alarm``) and ``L_CE`` (``ce``) over the ID samples of a loader.
 
         Batches ``(input, label, ...)`` are moved to the device of this loss; ``model`` is
-        called in eval mode and its train/eval mode is restored afterwards.
+        called in eval mode and its train/eval mode is restored afterwards. Under
+        torch.distributed the sums and counts are all-reduced, so every rank measures the union
+        of the ranks' loaders and takes the same multiplier step (``sync_dist``).
         """
         owner = type(self).__name__
         head = self._head(logistic_regression)
@@ -295,6 +299,10 @@ class EnergyMarginLoss(Loss):
         finally:
             if was_training is not None:
                 model.train(was_training)
+        from ood_core.distributed import all_reduce_sum, should_sync
+
+        if should_sync(self):  # every rank measures the whole (distributed) ID training set
+            false_alarm, ce, count = all_reduce_sum(false_alarm, ce, count)
         count = count.clamp_min(1)
         return {"false_alarm": false_alarm / count, "ce": ce / count}
 

@@ -39,6 +39,7 @@ class TemperatureScaling(Scorer):
 
     reads = "logits"
     needs_fit = True
+    fit_gathers = ("_logits", "_labels")  # concatenated over torch.distributed ranks
     fit_needs_labels = True
     fit_state = ("t",)
     t: Tensor

@@ -35,6 +35,7 @@ class ViM(FeatureScorer):
     """
 
     needs_fit = True
+    fit_sums = ("_max_logit",)  # summed over torch.distributed ranks
     fit_state = ("origin", "residual", "alpha")
     origin: Tensor
     residual: Tensor

@@ -199,14 +199,20 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
     factor of ``Sigma``; the log-density falls with ``|e|^2``, so the ``select`` largest ``|e|^2``
     are the lowest-likelihood samples.
 
-    Differs from pytorch-ood 0.4.0: the queues (``data_dict``) and their fill levels
-    (``queue_counts``) are persistent buffers, so a resumed run keeps them (0.4.0 loses them on
-    save/load; its state dicts load here with empty queues); queue updates and sampling use
-    masks and fixed shapes (no Python loops over samples, no ``.item()``), so forward compiles
-    with ``fullgraph=True``, and, compiled or on a GPU, sampling runs every step with its result
-    masked until the queues were full (same distribution, different random stream; in eager
-    mode on the CPU, where reading the fill level costs nothing, sampling is skipped while the
-    queues fill, with the same loss and gradients); outliers are ignored by a
+    Differs from pytorch-ood 0.4.0: the queues (``data_dict``), their fill levels
+    (``queue_counts``) and write positions (``queue_heads``) are persistent buffers, so a
+    resumed run keeps them (0.4.0 loses them on save/load; its state dicts load here with empty
+    queues). Each class queue is a ring buffer: a step writes only the new rows (``O(B D)``,
+    no Python loop over samples, no ``.item()``), so once full the oldest feature of a class is
+    overwritten in place instead of shifting the queue; the Gaussians do not depend on the
+    order, and :meth:`ordered_queues` gives 0.4.0's oldest-first layout. Forward compiles with
+    ``fullgraph=True``; compiled or on a GPU, sampling sits in a ``torch.cond`` on "the queues
+    were full", so nothing is sampled while they fill (reading that flag is the one host read
+    per step on a GPU, the price of not sampling ``K x sample_from`` Gaussians every step; in
+    eager mode on the CPU the flag is read directly). Under torch.distributed the features
+    and labels of every rank are all-gathered in rank order before they are queued, so every
+    rank holds the same queues (``loss.sync_dist = False`` keeps them per rank; see
+    ``docs/distributed.md``). Outliers are ignored by a
     mask instead of being dropped, so ``reduction="none"`` keeps shape ``(B,)`` with zeros at
     outliers; the weighted energy is the stable shared function of :class:`VOSRegLoss`; if the
     Cholesky factorisation fails the diagonal of ``Sigma`` is used instead of raising;
@@ -215,6 +221,9 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
 
     data_dict: Tensor
     queue_counts: Tensor
+    queue_heads: Tensor
+    #: all-gather the queued features across torch.distributed ranks (ood_core.distributed)
+    sync_dist: bool = True
 
     roles = {"logits": "logits", "features": "features", "y": "target"}
 
@@ -272,6 +281,9 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
             "data_dict", torch.zeros(self.num_classes, sample_number, self.num_input_last_layer)
         )
         self.register_buffer("queue_counts", torch.zeros(self.num_classes, dtype=torch.long))
+        self.register_buffer("queue_heads", torch.zeros(self.num_classes, dtype=torch.long))
+        self._host_full = False  # see _seen_full
+        self._full_copy: tuple[Tensor, object] | None = None
 
     def config_for_state(self) -> dict[str, object]:
         """``num_classes`` and ``num_features``, so that a recorded ``fc=None`` rebuilds ``fc``."""
@@ -292,6 +304,15 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         """Empty every class queue."""
         self.data_dict.zero_()
         self.queue_counts.zero_()
+        self.queue_heads.zero_()
+        self._host_full, self._full_copy = False, None
+
+    def ordered_queues(self) -> Tensor:
+        """The queues ``(K, S, D)`` oldest first (0.4.0's layout; ``data_dict`` is a ring)."""
+        k, s, d = self.data_dict.shape
+        slots = torch.arange(s, device=self.data_dict.device)
+        index = torch.where(self.queues_full(), (self.queue_heads[:, None] + slots) % s, slots)
+        return self.data_dict.gather(1, index[:, :, None].expand(k, s, d))
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
@@ -300,6 +321,10 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         for name in ("data_dict", "queue_counts"):
             if prefix + name not in state_dict:
                 state_dict[prefix + name] = torch.zeros_like(getattr(self, name))
+        self._host_full, self._full_copy = False, None
+        if prefix + "queue_heads" not in state_dict:  # oldest-first queues: the ring starts at 0
+            counts = state_dict[prefix + "queue_counts"]
+            state_dict[prefix + "queue_heads"] = counts % self.sample_number
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
@@ -309,13 +334,17 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         """Store the ID ``features`` ``(B, D)`` in their class queues, in batch order.
 
         While some queue is not full, each class queue is filled up and further samples of a full
-        class are dropped; once all are full, each new sample pushes out its class's oldest one.
-        Queues stay oldest-first, as in pytorch-ood 0.4.0.
+        class are dropped; once all are full, each new sample overwrites its class's oldest one
+        (a ring buffer; :meth:`ordered_queues` is oldest-first, as 0.4.0's queues). Writes only
+        the ``B`` new rows, without a host read. Distributed: all ranks' ``features`` and ``y``
+        are gathered in rank order first (``sync_dist``).
         """
-        queues, counts = self.data_dict, self.queue_counts
+        from ood_core.distributed import all_gather_cat, should_sync
+
+        if should_sync(self):
+            features, y = all_gather_cat(features), all_gather_cat(y)
+        queues, counts, heads = self.data_dict, self.queue_counts, self.queue_heads
         k, s, d = queues.shape
-        b = y.shape[0]
-        feats = features.detach().to(queues.dtype)
         known = is_known(y)
         cls = known_or_zero(y)
         classes = torch.arange(k, device=y.device)
@@ -324,22 +353,13 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         rank = ((onehot.cumsum(0) - onehot) * onehot).sum(1)  # earlier samples of the same class
         new = onehot.sum(0)
         full = (counts >= s).all()
-        pos_fill = counts[cls] + rank
-        valid = known & (full | (pos_fill < s))
-        filled = (counts + new).clamp_max(s)  # fill levels after this batch, while filling
-        if host_reads_allowed(counts) and not bool(full):
-            # eager on the CPU while filling: write the new rows in place, O(B D) instead of
-            # rebuilding all K x S x D queues (positions of valid rows are distinct)
-            queues[cls[valid], pos_fill[valid]] = feats[valid]
-            counts.copy_(filled)
-            return
-        pos = torch.where(full, s + rank, pos_fill)
-        pos = torch.where(valid, pos, torch.full_like(pos, s + b))  # spare slot, discarded
-        extended = torch.cat([queues, queues.new_zeros(k, b + 1, d)], dim=1)
-        extended = extended.index_put((cls, pos), feats)
-        shift = new[:, None] + torch.arange(s, device=queues.device)[None, :]
-        shifted = extended.gather(1, shift[:, :, None].expand(k, s, d))
-        queues.copy_(torch.where(full, shifted, extended[:, :s]))
+        fill_pos = counts[cls] + rank
+        # filling: up to the capacity; full: the last s samples of a class, oldest slot first
+        valid = known & torch.where(full, rank >= new[cls] - s, fill_pos < s)
+        pos = torch.where(full, (heads[cls] + rank) % s, fill_pos)
+        _write_rows(queues.view(k * s, d), cls * s + pos, features.detach().to(queues.dtype), valid)
+        filled = (counts + new).clamp_max(s)
+        heads.copy_(torch.where(full, (heads + new) % s, filled % s))
         counts.copy_(torch.where(full, counts, filled))
 
     # -- sampling ------------------------------------------------------------------------------
@@ -347,15 +367,7 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
     @torch.no_grad()
     def class_gaussians(self) -> tuple[Tensor, Tensor]:
         """Class means ``(K, D)`` and the Cholesky factor ``(D, D)`` of the pooled covariance."""
-        q = self.data_dict.to(compute_dtype(self.data_dict.dtype))
-        k, s, d = q.shape
-        means = q.mean(dim=1)
-        centred = (q - means[:, None, :]).reshape(k * s, d)
-        cov = centred.T @ centred / (k * s)
-        cov = cov + COVARIANCE_RIDGE * torch.eye(d, dtype=q.dtype, device=q.device)
-        chol, info = torch.linalg.cholesky_ex(cov)
-        diagonal = torch.diag_embed(cov.diagonal().clamp_min(COVARIANCE_RIDGE).sqrt())
-        return means, torch.where(info == 0, chol, diagonal)
+        return _class_gaussians(self.data_dict)
 
     @staticmethod
     def select_outliers(means: Tensor, chol: Tensor, noise: Tensor, select: int) -> Tensor:
@@ -371,10 +383,46 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
     @torch.no_grad()
     def sample_virtual_outliers(self) -> Tensor:
         """Virtual outliers ``(K * select, D)`` from the class-conditional Gaussians of the queues."""
-        means, chol = self.class_gaussians()
-        k, d = means.shape
-        noise = torch.randn(k, self.sample_from, d, dtype=means.dtype, device=means.device)
-        return self.select_outliers(means, chol, noise, self.select)
+        return _sample(self.data_dict, self.sample_from, self.select)
+
+    def _seen_full(self, were_full: Tensor) -> bool:
+        """Whether the host knows the queues were full, learnt without a host-device sync.
+
+        Queues never empty in forward, so once seen full the answer is kept (until
+        :meth:`reset_queues` or a state-dict load). Until then each step copies the flag to the
+        host asynchronously and reads it once the copy is done: at once on the CPU, on a GPU
+        at the first step after the copy finished (sampling may start a step or two later
+        than on the CPU; the loss is the cross-entropy until then, as while filling).
+        """
+        if self._host_full:
+            return True
+        cuda = were_full.is_cuda
+        host = torch.empty((), dtype=torch.bool, pin_memory=cuda)
+        host.copy_(were_full, non_blocking=cuda)
+        event = None
+        if cuda:
+            event = torch.cuda.Event()
+            event.record()
+        pending, self._full_copy = self._full_copy, (host, event)
+        for flag, done in (self._full_copy, pending) if pending else (self._full_copy,):
+            if (done is None or done.query()) and bool(flag.numpy()):
+                self._host_full, self._full_copy = True, None
+                return True
+        return False
+
+    @torch.no_grad()
+    def _sample_when(self, full: Tensor) -> Tensor:
+        """:meth:`sample_virtual_outliers` if ``full``, else zeros, as one ``torch.cond``."""
+        sample_from, select = self.sample_from, self.select
+
+        def sample(queues: Tensor) -> Tensor:
+            return _sample(queues, sample_from, select)
+
+        def skip(queues: Tensor) -> Tensor:
+            dtype = compute_dtype(queues.dtype)
+            return queues.new_zeros(queues.shape[0] * select, queues.shape[2], dtype=dtype)
+
+        return torch.cond(full, sample, skip, (self.data_dict,))
 
     # -- loss ----------------------------------------------------------------------------------
 
@@ -394,12 +442,19 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         were_full = self.queues_full()
         self.update_queues(features, y)
         e_id = self.energy(logits)
-        if host_reads_allowed(logits) and not bool(were_full):
-            # eager on the CPU while the queues fill: the virtual outliers would be discarded,
-            # so skip sampling them (on a GPU this test would be a sync; the masked path runs)
+        if host_reads_allowed(logits):
+            if not bool(were_full):  # the virtual outliers would be discarded: skip sampling
+                reg = self._logistic_loss(e_id, torch.where(known, 1, -1)) * 0.0
+                return cross_entropy(logits, y, self.reduction) + self.alpha * reg
+            virtual = self.sample_virtual_outliers()
+        elif torch.compiler.is_compiling():  # sample only when full, inside the graph
+            virtual = self._sample_when(were_full)
+        elif self._seen_full(were_full):  # eager on a GPU: a flag read without a sync
+            virtual = self.sample_virtual_outliers()
+        else:
             reg = self._logistic_loss(e_id, torch.where(known, 1, -1)) * 0.0
             return cross_entropy(logits, y, self.reduction) + self.alpha * reg
-        virtual = self.sample_virtual_outliers().to(e_id.dtype)
+        virtual = virtual.to(e_id.dtype)
         e_virtual = self.energy(_apply_head(self.fc, virtual))
         labels = torch.cat(
             [torch.where(known, 1, -1), torch.zeros_like(e_virtual, dtype=torch.long)]
@@ -407,3 +462,42 @@ class VirtualOutlierSynthesizingRegLoss(VOSRegLoss):
         reg = self._logistic_loss(torch.cat([e_id, e_virtual]), labels)
         reg = torch.where(were_full & known.any(), reg, reg * 0.0)
         return cross_entropy(logits, y, self.reduction) + self.alpha * reg
+
+
+def _write_rows(flat: Tensor, target: Tensor, rows: Tensor, valid: Tensor) -> None:
+    """``flat[target[i]] = rows[i]`` where ``valid`` (distinct targets), in place, no host read.
+
+    Rows that are not valid are sent to the first valid row's slot with that row's value (or,
+    with no valid row, to slot 0 with its current value): repeated writes of one value, so the
+    result is exact whatever order a device applies them in.
+    """
+    if rows.shape[0] == 0:
+        return
+    first = valid.long().argmax().reshape(1)  # a tensor index (a 0-d one would be read)
+    any_valid = valid.any()
+    spare_slot = torch.where(any_valid, target.index_select(0, first), 0)
+    spare_row = torch.where(any_valid, rows.index_select(0, first)[0], flat[0])
+    target = torch.where(valid, target, spare_slot)
+    flat.index_copy_(0, target, torch.where(valid[:, None], rows, spare_row[None, :]))
+
+
+def _class_gaussians(queues: Tensor) -> tuple[Tensor, Tensor]:
+    """Class means ``(K, D)`` of ``queues`` ``(K, S, D)`` and the Cholesky factor of the pooled
+    covariance plus ``COVARIANCE_RIDGE * I`` (its diagonal's square root if that fails)."""
+    q = queues.to(compute_dtype(queues.dtype))
+    k, s, d = q.shape
+    means = q.mean(dim=1)
+    centred = (q - means[:, None, :]).reshape(k * s, d)
+    cov = centred.T @ centred / (k * s)
+    cov = cov + COVARIANCE_RIDGE * torch.eye(d, dtype=q.dtype, device=q.device)
+    chol, info = torch.linalg.cholesky_ex(cov)
+    diagonal = torch.diag_embed(cov.diagonal().clamp_min(COVARIANCE_RIDGE).sqrt())
+    return means, torch.where(info == 0, chol, diagonal)
+
+
+def _sample(queues: Tensor, sample_from: int, select: int) -> Tensor:
+    """Virtual outliers ``(K * select, D)`` from the class Gaussians of ``queues``."""
+    means, chol = _class_gaussians(queues)
+    k, d = means.shape
+    noise = torch.randn(k, sample_from, d, dtype=means.dtype, device=means.device)
+    return VirtualOutlierSynthesizingRegLoss.select_outliers(means, chol, noise, select)

@@ -291,7 +291,9 @@ def test_cpu_eager_skips_sampling_while_filling_with_the_same_loss_and_gradients
             b = masked(xb, f, y)
         finally:
             set_value_checks("auto")
-        assert calls["n"] == before + 1
+        assert calls["n"] == before  # nor on the GPU path: the host learns the fill flag async
+        assert torch.equal(shortcut.data_dict, masked.data_dict)
+        assert torch.equal(shortcut.queue_heads, masked.queue_heads)
         torch.testing.assert_close(a, b)
         a.backward()
         b.backward()
