@@ -156,12 +156,23 @@ class ShapingScorer(Scorer):
         return apply_head(self.head, global_pool(self._input(x))).argmax(dim=1)
 
 
+def column_quantile(values: Tensor, q: float) -> Tensor:
+    """The ``q``-quantile of each column of ``values`` ``(n, ...)`` with linear interpolation
+    (numpy's default along axis 0): shape ``values.shape[1:]``, any size (no torch.quantile
+    size limit)."""
+    ordered = values.sort(dim=0).values
+    pos = q * (ordered.shape[0] - 1)
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (pos - lo) * (ordered[hi] - ordered[lo])
+
+
 __all__ = [
     "DEFAULT_MAX_ACTIVATIONS",
     "ShapingScorer",
     "bounded_quantile",
     "check_detector",
     "check_fraction",
+    "column_quantile",
     "fail_closed_rows",
     "global_pool",
     "head_width",

@@ -66,6 +66,9 @@ class ScorerCase:
     """A scorer to check: created by name, or from a loss (``from_loss``) via ``loss.scorer()``.
 
     ``fit(scorer, spec)`` is called for scorers that must be fitted before scoring.
+    ``make_inputs(spec)`` returns the scorer's forward argument: a tensor ``(B, ...)`` or a tuple
+    of tensors of one batch size (the layers of a multi-layer scorer); the default is built from
+    the registration's ``reads`` by :func:`scorer_input`.
     """
 
     name: str
@@ -74,6 +77,7 @@ class ScorerCase:
     dim: int = 8
     from_loss: LossCase | None = None
     fit: Callable[[Any, InputSpec], None] | None = None
+    make_inputs: Callable[[InputSpec], Any] | None = None
     tasks: tuple[str, ...] | None = None
     skip: dict[str, str] = field(default_factory=dict)
     atol: float = 1e-5
@@ -137,3 +141,17 @@ def default_inputs(spec: InputSpec, names: tuple[str, ...]) -> tuple[Any, ...]:
                 "case a make_inputs(spec) function"
             )
     return tuple(out)
+
+
+def scorer_input(spec: InputSpec, reads: Any) -> Tensor:
+    """The default forward argument of a scorer that ``reads`` one model output, ``spec.mode``
+    ignored (all ID): ``logits`` ``(B, C)``; ``feature_maps`` ``(B, D, H, W)`` for every task
+    (``H, W = spec.spatial``); other outputs ``(B, D)``, or ``(B, D, H, W)`` for segmentation.
+    """
+    if reads == "feature_maps":
+        generator = torch.Generator().manual_seed(spec.seed)
+        x = make_float(spec, (spec.batch, spec.dim, *spec.spatial), generator, scale=1.0)
+    else:
+        name = "logits" if reads == "logits" else "embedding"
+        (x,) = default_inputs(spec.replace(mode="id"), (name,))
+    return x.detach()

@@ -702,7 +702,8 @@ def check_scorer_extremes(case: ScorerCase) -> None:
     scorer = _build_scorer(case)
     x = _scorer_input(info.reads, _spec(case), case)
     for scale in (1e4, -1e4):
-        _assert_finite(scorer(_tmap(lambda t, s=scale: t * s, x)), f"{case} (inputs scaled by {scale:g})")
+        scaled = _tmap(lambda t, s=scale: t * s, x)
+        _assert_finite(scorer(scaled), f"{case} (inputs scaled by {scale:g})")
 
 
 def check_scorer_non_finite(case: ScorerCase) -> None:
@@ -852,7 +853,7 @@ def check_scorer_export(case: ScorerCase) -> None:
             _close(module(x), scorer(x), case, f"exported scores at batch {batch} ({task})")
         g = torch.Generator().manual_seed(11)
         perturbed = module(
-            _tmap(lambda t: t * 1.7 + torch.randn(t.shape, generator=g, dtype=t.dtype), x)
+            _tmap(lambda t, g=g: t * 1.7 + torch.randn(t.shape, generator=g, dtype=t.dtype), x)
         )
         assert not torch.equal(perturbed, module(x)), (
             f"{case}: exported scores do not depend on the input (constant-folded?)"

@@ -177,6 +177,27 @@ class ItemScorer(nn.Module):
         return -logits.amax(1) / float(logits.abs().max().item() + 1.0)
 
 
+class PixelMapScorer(nn.Module):
+    """Reads feature maps but scores each pixel (classification wants one score per sample)."""
+
+    def forward(self, feature_maps):
+        return -feature_maps.float().mean(1)
+
+
+class TwoLayerScorer(nn.Module):
+    """Reads a tuple of two layers' feature maps: a correct multi-layer scorer."""
+
+    def forward(self, feature_maps):
+        first, last = feature_maps
+        return first.float().mean(dim=(1, 2, 3)) - last.float().amax(dim=(1, 2, 3))
+
+
+def two_layers(spec):
+    g = torch.Generator().manual_seed(spec.seed)
+    shapes = ((spec.batch, 3, *spec.spatial), (spec.batch, spec.dim, 2, 2))
+    return tuple(torch.randn(s, generator=g).to(spec.dtype) for s in shapes)
+
+
 BROKEN = {
     "BoolIndexLoss": "check_loss_no_sync",
     "NanOnEmptyLoss": "check_loss_batches",
@@ -195,13 +216,15 @@ BROKEN_SCORERS = {
     "ItemScorer": "check_scorer_no_sync",
     "OpenMaxLogitScorer": "check_scorer_non_finite",
     "UncheckedTemperatureScorer": "check_scorer_temperature",
+    "PixelMapScorer": "check_scorer_forward",
 }
+FEATURE_MAP_SCORERS = ("PixelMapScorer", "TwoLayerScorer")
 
 
 @pytest.fixture(scope="module")
 def kit_registry():
     module = types.ModuleType("oodx_kit_fixtures")
-    for cls in (GoodLoss, *(globals()[n] for n in (*BROKEN, *BROKEN_SCORERS))):
+    for cls in (GoodLoss, TwoLayerScorer, *(globals()[n] for n in (*BROKEN, *BROKEN_SCORERS))):
         setattr(module, cls.__name__, cls)
     sys.modules[module.__name__] = module
 
@@ -219,12 +242,12 @@ def kit_registry():
             )
 
     def scorers(register):
-        for name in BROKEN_SCORERS:
+        for name in (*BROKEN_SCORERS, "TwoLayerScorer"):
             register(
                 name=name.lower(),
                 target=f"oodx_kit_fixtures:{name}",
                 summary="kit fixture",
-                reads="logits",
+                reads="feature_maps" if name in FEATURE_MAP_SCORERS else "logits",
                 needs_fit=False,
                 tasks=("classification",),
             )
@@ -259,6 +282,28 @@ def test_broken_loss_fails_its_check(kit_registry, name, check):
 def test_broken_scorer_fails_its_check(kit_registry, name, check):
     with pytest.raises(AssertionError):
         getattr(kit, check)(ScorerCase(name.lower()))
+
+
+def test_feature_maps_are_4d_with_one_score_per_sample(kit_registry):
+    spec = kit.InputSpec(batch=3, dim=5)
+    assert kit._scorer_input("feature_maps", spec).shape == (3, 5, 5, 6)
+    assert kit._scorer_input("features", spec).shape == (3, 5)
+    with pytest.raises(AssertionError, match=r"scores shape \(6, 5, 6\), expected \(6,\)"):
+        kit.check_scorer_forward(ScorerCase("pixelmapscorer"))
+
+
+@pytest.mark.parametrize(
+    "check", [kit.check_scorer_forward, kit.check_scorer_non_finite, kit.check_scorer_export]
+)
+def test_make_inputs_feeds_a_tuple_of_layers(kit_registry, check):
+    case = ScorerCase("twolayerscorer", make_inputs=two_layers)
+    if check is kit.check_scorer_non_finite:
+        with pytest.raises(AssertionError, match="accepted silently"):  # NaN reached layer 1
+            check(case)
+    else:
+        check(case)
+    with pytest.raises((TypeError, ValueError)):  # without make_inputs: one tensor, not a tuple
+        kit.check_scorer_forward(ScorerCase("twolayerscorer"))
 
 
 def test_item_scorer_also_fails_export(kit_registry):
