@@ -15,6 +15,12 @@ via ``load_state_dict``) on the same batches with the same optimiser and number 
 - pytorch-ood scores with the detector formula written in ``METHODS`` below (``theirs_score``;
   pytorch-ood's own ``score`` function where the loss class ships one).
 
+Constructor keywords: the size keywords of ``METHODS`` with each loss's registered recipe
+(``LossInfo.recipe``, the plugin's settings for small models) on top, for both implementations.
+The recipes' ``demo`` settings (warm-up, per-epoch calls) are ``oodx demo``'s schedule and are
+not applied here; the model-side ones (an extra logit column, II's batch-normalised embedding)
+are the ``Method`` fields ``extra_logits`` and ``emb_batchnorm``.
+
 Metrics: ``ood_core.metrics.OODMetrics`` (OOD positive): AUROC and FPR at 95% TPR per OOD set,
 accuracy on the ID test set; mean and standard deviation over the seeds.
 
@@ -234,6 +240,14 @@ def _vos_kwargs(c: int, model: Any) -> dict:
     }
 
 
+def recipe_keywords(name: str) -> dict[str, Any]:
+    """The constructor keywords of the loss's registered recipe (``LossInfo.recipe`` without its
+    ``demo`` settings): the settings its plugin gives for small models, applied to both sides."""
+    import ood_core
+
+    return {k: v for k, v in ood_core.get_info("loss", name).recipe.items() if k != "demo"}
+
+
 def _weighted_energy(loss: Any, out: dict) -> tuple[Any, Any]:
     import torch
 
@@ -279,7 +293,7 @@ METHODS: list[Method] = [
            _weighted_energy, "weighted energy: -log sum_c relu(w_c) exp(logit_c)",
            feed=lambda loss, out, y, c: loss(out["logits"], out["features"], y)),
     Method("mchad", "MCHADLoss", True,
-           lambda c, m: {"n_classes": c, "n_dim": 16, "radius": 1.0, "margin": 1.0},
+           lambda c, m: {"n_classes": c, "n_dim": 16},
            _min_dist, "min squared distance to the centres", feed=_feed_dist),
     Method("cac", "CACLoss", False, lambda c, m: {"n_classes": c},
            lambda loss, out: (loss.score(loss.distance(out["embedding"])),
@@ -341,7 +355,7 @@ def run_one(method_name: str, impl: str, seed: int, steps: int, batch: int) -> d
     torch.manual_seed(seed)
     model = make_net(n_classes + method.extra_logits, method.emb_dim, method.emb_batchnorm)
     torch.manual_seed(seed + 1)
-    kwargs = method.kwargs(n_classes, model)
+    kwargs = {**method.kwargs(n_classes, model), **recipe_keywords(method.name)}
     theirs = getattr(pytorch_ood_losses(), method.cls)(**kwargs)
     if impl == "oodx":
         loss = ood_core.create_loss(method.name, **copy.copy(kwargs))

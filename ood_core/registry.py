@@ -133,6 +133,10 @@ class LossInfo(_Info):
     uses_ood: bool = False
     scorer: str = ""
     inputs: tuple[str, ...] = ("logits", "target")
+    #: settings that suit a small model (a 16-d embedding, a few hundred steps): constructor
+    #: keywords by name, plus under the key ``"demo"`` a mapping of training settings for
+    #: ``oodx demo`` (see :data:`RECIPE_DEMO_KEYS`); JSON values only
+    recipe: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,61 @@ def _check_reads(name: str, reads: Any) -> str | tuple[str, ...]:
     )
 
 
+#: training settings a recipe may give ``oodx demo`` under its ``"demo"`` key
+RECIPE_DEMO_KEYS = {
+    "warmup_steps": "steps of plain cross-entropy on the ID data before the loss takes over",
+    "warmup_ce_keyword": "constructor keyword that gets the ID cross-entropy after the warm-up",
+    "epoch_steps": "steps between calls of the loss's per-epoch method (``epoch_method``)",
+    "epoch_method": "method called as ``method(model_logits, id_batches)`` every epoch_steps",
+    "extra_logits": "logit columns after the class logits (1: a background class)",
+    "head": "attribute of the loss that is the model's classifier head (a Linear)",
+    "embedding_dim": "width of the model's embedding (default 16; 'classes': the class count)",
+    "embedding_norm": "'batch': the embedding passes a BatchNorm1d without affine parameters",
+    "fit_centers": "after training, refit the loss's class means on the training embeddings",
+    "lr": "the Adam learning rate",
+}
+
+
+def _json_value(value: Any, where: str) -> Any:
+    """A JSON copy of ``value`` (tuples become lists), or :class:`RegistrationError`."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float) and value == value and abs(value) != float("inf"):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _json_value(v, f"{where}.{k}") for k, v in value.items()}
+    raise RegistrationError(
+        f"{where} must be a JSON value (None, bool, int, finite float, str, list, or a mapping "
+        f"with str keys), got {type(value).__name__}: {value!r}"
+    )
+
+
+def _check_recipe(name: str, recipe: Any) -> dict[str, Any]:
+    """A loss's ``recipe``: a mapping of constructor keywords (identifiers) to JSON values,
+    with an optional ``"demo"`` mapping of :data:`RECIPE_DEMO_KEYS`."""
+    where = f"loss {name!r}: recipe"
+    if not isinstance(recipe, Mapping):
+        raise RegistrationError(f"{where} must be a mapping, got {type(recipe).__name__}")
+    bad = [k for k in recipe if not (isinstance(k, str) and k.isidentifier())]
+    if bad:
+        raise RegistrationError(f"{where} keys must be keyword names, got {bad!r}")
+    out = _json_value(recipe, where)
+    demo = out.get("demo", {})
+    if not isinstance(demo, dict):
+        raise RegistrationError(f"{where}['demo'] must be a mapping, got {demo!r}")
+    unknown = sorted(set(demo) - set(RECIPE_DEMO_KEYS))
+    if unknown:
+        raise RegistrationError(
+            f"{where}['demo'] has unknown key(s) {unknown}; expected some of "
+            f"{sorted(RECIPE_DEMO_KEYS)}"
+        )
+    return out
+
+
 def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
     """Validate the keywords one ``register(...)`` call got and build the info object."""
     cls = INFO_TYPES[kind]
@@ -257,6 +316,7 @@ def make_info(kind: str, fields: Mapping[str, Any]) -> _Info:
             raise RegistrationError(f"loss {name!r}: inputs must name forward's arguments")
         if values["scorer"] and not is_valid_name(values["scorer"]):
             raise RegistrationError(f"loss {name!r}: scorer {values['scorer']!r} is not a name")
+        values["recipe"] = _check_recipe(name, values.get("recipe", {}))
     return cls(**values)
 
 

@@ -79,15 +79,50 @@ def test_missing_demo_packages_name_the_extra(cache_env, monkeypatch):
     assert "'onnxruntime'" in result.output and 'pip install "oodx[demo]"' in result.output
 
 
-def test_losses_the_demo_cannot_feed_are_refused_with_alternatives(cache_env):
-    from oodx.demo.model import unsupported_roles
+def test_a_loss_with_an_unknown_role_is_refused_with_the_demo_roles(monkeypatch):
+    from ood_core.registry import make_info
+    from oodx.demo.model import FEEDABLE_ROLES
+    from oodx.demo.pipeline import DemoConfig, resolve
 
-    odd = [i.name for i in ood_core.list_losses() if unsupported_roles(i.inputs)]
-    if not odd:
-        pytest.skip("every installed loss takes inputs the demo can feed")
-    result = CliRunner().invoke(cli, ["demo", "--loss", odd[0]])
-    assert result.exit_code == 1
-    assert "pick one of:" in result.output and "cross-entropy" in result.output
+    odd = make_info(
+        "loss",
+        {
+            "name": "third-party",
+            "target": "ood_core.builtin.losses:CrossEntropyLoss",
+            "summary": "a loss fed attention maps",
+            "paper": "p",
+            "tasks": ("classification",),
+            "uses_ood": False,
+            "scorer": "msp",
+            "inputs": ("logits", "attention", "target"),
+        },
+    )
+    real = ood_core.get_info
+    monkeypatch.setattr(
+        ood_core, "get_info", lambda kind, name: odd if name == "third-party" else real(kind, name)
+    )
+    with pytest.raises(UserError, match="attention") as caught:
+        resolve(DemoConfig(loss="third-party"))
+    message = str(caught.value)
+    assert all(role in message for role in FEEDABLE_ROLES)
+    assert "pick one of:" in message and "cross-entropy" in message
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--loss", "mchad", "--scorer", "msp"], "reads logits but the model outputs embedding"),
+        (["--loss", "cross-entropy", "--scorer", "temperature-scaling"], "must be fitted"),
+        (["--loss", "cross-entropy", "--scorer", "weighted-energy"], "needs state learned"),
+    ],
+)
+def test_the_pairing_is_checked_by_the_resolver_before_training(args, expected):
+    names = {i.name for i in ood_core.list_losses()} | {s.name for s in ood_core.list_scorers()}
+    if not {args[1], args[3]} <= names:
+        pytest.skip("plugin not installed")
+    result = CliRunner().invoke(cli, ["demo", *args])
+    assert result.exit_code == 1 and expected in result.output, result.output
+    assert "[2/5] training" not in result.output
 
 
 def test_bad_loss_arg_is_a_usage_error():
@@ -136,17 +171,123 @@ def test_feeding_follows_the_registration():
             feed(Dist(**kwargs), (name,), outs, y)
 
 
-def test_the_demo_reads_roles_of_every_registered_loss():
+def test_the_demo_feeds_every_registered_loss():
     from ood_core.loss import ROLES
     from oodx.demo.model import unsupported_roles
     from oodx.demo.pipeline import demo_losses
 
+    classifying = set()
     for info in ood_core.list_losses():
         assert set(info.inputs) <= set(ROLES), info.name
-        assert set(unsupported_roles(info.inputs)) <= {"confidence"}, info.name
-    installed = {i.name for i in ood_core.list_losses()}
-    # distances to the centres are fed as loss.distance(embedding), features by name
-    assert {"cross-entropy", "mchad", "center", "objectosphere"} & installed <= set(demo_losses())
+        assert not unsupported_roles(info.inputs), info.name
+        if "classification" in info.tasks:
+            classifying.add(info.name)
+    assert set(demo_losses()) == classifying
+
+
+def test_confidence_and_extra_logit_columns():
+    import torch
+
+    from oodx.demo.model import DemoNet, feed
+
+    net = DemoNet(10, 16, extra_logits=1, confidence=True)
+    x = torch.rand(3, 1, 28, 28)
+    outs = net.outputs(x)
+    assert outs["logits"].shape == (3, 12) and torch.equal(net(x), outs["logits"])
+    y = torch.tensor([0, 1, 2])
+    logits, confidence, target = feed(None, ("logits", "confidence", "target"), outs, y)
+    assert torch.equal(logits, outs["logits"][:, :11]) and target is y
+    assert torch.equal(confidence, torch.sigmoid(outs["logits"][:, 11:]))
+    assert feed(None, ("logits", "target"), outs, y)[0] is outs["logits"]  # no split without it
+    norm = DemoNet(10, 16, output="embedding", embedding_norm="batch").train()
+    z = norm.outputs(torch.rand(32, 1, 28, 28))["embedding"]
+    assert torch.allclose(z.mean(0), torch.zeros(16), atol=1e-4)  # batch-normalised, bounded
+    with pytest.raises(ValueError, match="embedding_norm"):
+        DemoNet(embedding_norm="layer")
+
+
+def test_recipe_with_loss_args_on_top():
+    from oodx.demo.pipeline import recipe_for
+
+    info = ood_core.get_info("loss", "cross-entropy")
+    fake = type("Info", (), {"recipe": {"radius": 0.5, "demo": {"warmup_steps": 10}}})()
+    kwargs, settings = recipe_for(fake, {"radius": 1.0, "demo.warmup_steps": 0, "margin": 2})
+    assert kwargs == {"radius": 1.0, "margin": 2} and settings == {"warmup_steps": 0}
+    assert fake.recipe == {"radius": 0.5, "demo": {"warmup_steps": 10}}  # not modified
+    with pytest.raises(UserError, match="unknown demo setting 'warmup'"):
+        recipe_for(info, {"demo.warmup": 3})
+
+
+@pytest.mark.parametrize(
+    "recipe, problem",
+    [
+        ([("alpha", 1.0)], "must be a mapping"),
+        ({"not a keyword": 1}, "keys must be keyword names"),
+        ({"alpha": float("nan")}, "JSON value"),
+        ({"center": object()}, "JSON value"),
+        ({"demo": 3}, "must be a mapping"),
+        ({"demo": {"warmup": 3}}, "unknown key"),
+    ],
+)
+def test_a_bad_recipe_is_refused_at_registration(recipe, problem):
+    from ood_core.errors import RegistrationError
+    from ood_core.registry import make_info
+
+    fields = {
+        "name": "x",
+        "target": "m:X",
+        "summary": "s",
+        "paper": "p",
+        "tasks": ("classification",),
+        "uses_ood": False,
+        "scorer": "msp",
+        "inputs": ("logits", "target"),
+    }
+    with pytest.raises(RegistrationError, match=problem):
+        make_info("loss", {**fields, "recipe": recipe})
+    info = make_info("loss", {**fields, "recipe": {"alpha": (1, 2), "demo": {"lr": 0.01}}})
+    assert info.recipe == {"alpha": [1, 2], "demo": {"lr": 0.01}}
+    assert json.loads(json.dumps(info.to_dict()))["recipe"] == info.recipe
+
+
+def test_check_pairing_from_registrations_alone():
+    from ood_core.resolve import ResolveError, check_pairing
+
+    assert check_pairing("cross-entropy") == ("msp", "logits")
+    assert check_pairing("cross-entropy", "energy") == ("energy", "logits")
+    with pytest.raises(ResolveError, match="must be fitted"):
+        check_pairing("cross-entropy", "temperature-scaling")
+    if _installed("mchad") and _installed("ii"):
+        assert check_pairing("mchad") == ("mchad", "embedding")
+        with pytest.raises(ResolveError, match="needs state learned by its loss .'mchad'."):
+            check_pairing("ii", "mchad")  # both read embeddings; only MCHAD learns its centres
+        with pytest.raises(ResolveError, match="reads embedding but the model outputs logits"):
+            check_pairing("cross-entropy", "mchad")
+
+
+def _classification_losses() -> list[str]:
+    return sorted(i.name for i in ood_core.list_losses() if "classification" in i.tasks)
+
+
+@pytest.mark.parametrize("loss", _classification_losses())
+def test_every_loss_runs_through_the_demo_quickly(loss, cache_env, tmp_path):
+    """Quick mode: a few steps, then checkpoint, export (verified) and scores; not accuracy."""
+    import torch
+
+    from oodx.demo.pipeline import DemoConfig, run
+
+    threads = torch.get_num_threads()
+    try:
+        result = run(DemoConfig(loss=loss, steps=4, out=tmp_path, plots=False, threads=1))
+    finally:
+        torch.set_num_threads(threads)
+    assert result.files["onnx"].is_file() and result.files["checkpoint"].is_file()
+    assert result.scorer == ood_core.get_info("loss", loss).scorer
+    assert set(result.metrics) == {*demo_data.OOD_TEST_IMAGES, "all"}
+    one_class = "target" in ood_core.get_info("loss", loss).inputs and loss.startswith("deep-s")
+    assert ("ACC" in result.metrics["all"]) != one_class
+    saved = json.loads(result.files["metrics"].read_text())
+    assert saved["recipe"] == result.recipe
 
 
 def _run_demo(out: Path, cache: Path, *args: str) -> subprocess.CompletedProcess:

@@ -27,6 +27,7 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=False,
         scorer="cac",
         inputs=("distances", "target"),
+        recipe={"demo": {"embedding_dim": "classes"}},
         aliases=("cacloss",),
     )
 

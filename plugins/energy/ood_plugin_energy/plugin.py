@@ -23,5 +23,6 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=True,
         scorer="energy",  # the built-in scorer of ood-core
         inputs=("logits", "target"),
+        recipe={"margin_in": -9.0, "margin_out": -4.0, "demo": {"warmup_steps": 100}},
         aliases=("energyregularizedloss",),
     )

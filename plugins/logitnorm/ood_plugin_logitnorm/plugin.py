@@ -21,5 +21,6 @@ def oodx_register_losses(register):
         uses_ood=False,
         scorer="msp",
         inputs=("logits", "target"),
+        recipe={"t": 0.04},
         aliases=("logit-norm",),
     )

@@ -24,6 +24,7 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=True,
         scorer="mchad",
         inputs=("distances", "target"),
+        recipe={"radius": 0.5, "margin": 2.0},
         aliases=("mchadloss",),
     )
 

@@ -28,6 +28,14 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=True,
         scorer="scone",
         inputs=("logits", "target"),
+        recipe={
+            "demo": {
+                "warmup_steps": 150,
+                "warmup_ce_keyword": "full_train_loss",
+                "epoch_method": "update_hyperparameters",
+                "epoch_steps": 25,
+            }
+        },
         aliases=("energy-margin", "energymarginloss"),
     )
 

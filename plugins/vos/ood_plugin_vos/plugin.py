@@ -30,6 +30,13 @@ def oodx_register_losses(register):
         uses_ood=False,
         scorer="weighted-energy",
         inputs=("logits", "features", "target"),
+        recipe={
+            "alpha": 0.5,
+            "sample_number": 200,
+            "sample_from": 2000,
+            "select": 1,
+            "demo": {"head": "fc"},
+        },
         aliases=("virtualoutliersynthesizingregloss",),
     )
 
