@@ -103,8 +103,22 @@ def _check_svdd(rank: int, world: int) -> None:
         torch.testing.assert_close(ours.center.params, ref.center.params, **TOL)
 
 
+def _nacue_kwargs() -> dict:
+    """NAC-UE runs a model: a small MLP on the 6-wide fit data, hooked after its hidden layer
+    (the same weights in every rank: seeded without touching the global generator)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    return {"model": model, "layers": [model[1]], "o_star": 5}
+
+
 #: keywords a scorer cannot do without (a new scorer with a required keyword fails here loudly)
-REQUIRED = {"dice": {"p": 0.5}, "vim": {"d": 2}, "mahalanobis-odin": {"encoder": nn.Identity()}}
+REQUIRED = {
+    "dice": {"p": 0.5},
+    "vim": {"d": 2},
+    "mahalanobis-odin": {"encoder": nn.Identity()},
+    "nacue": _nacue_kwargs(),
+}
 
 
 def _build_scorer(name: str, dim: int, classes: int):

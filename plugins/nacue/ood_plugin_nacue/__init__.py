@@ -1,0 +1,1 @@
+"""NAC-UE scorer for oodx (Liu, Lou, Li, Chen, Zhao, ICLR 2024): neuron activation coverage."""
