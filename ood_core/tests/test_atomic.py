@@ -52,6 +52,8 @@ def test_checkpoint_and_export_use_it():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    for rel in ("ood_core/checkpoint.py", "exporters/onnx/ood_exporter_onnx/export.py"):
-        text = (root / rel).read_text()
-        assert "tempfile.mkstemp(" not in text and "temp_file_beside" in text, rel
+    checkpoint = (root / "ood_core/checkpoint.py").read_text()
+    assert "mkstemp(" not in checkpoint and "ood_core.atomic" in checkpoint
+    exporter = {p.name: p.read_text() for p in (root / "exporters/onnx").rglob("*.py")}
+    assert not [name for name, text in exporter.items() if "mkstemp(" in text]
+    assert any("ood_core.atomic" in text for text in exporter.values())
