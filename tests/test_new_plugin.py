@@ -155,7 +155,7 @@ def test_render_rejects_unknown_placeholder():
 
 @pytest.mark.slow
 def test_filled_in_scaffold_is_a_working_plugin_in_a_fresh_venv(tmp_path, make_venv, wheelhouse):
-    env = make_venv("exporters/onnx", "cli", requirements=["click"], name="new-plugin")
+    env = make_venv("runtime", "exporters/onnx", "cli", requirements=["click"], name="new-plugin")
     # scaffold with the installed CLI: the templates ship in its wheel
     root = tmp_path / "ood-plugin-toy-method"
     env.run("oodx", "new-plugin", "toy-method", "--dir", root)

@@ -1,7 +1,8 @@
 """OOD metrics per OOD set, the metrics table, the ROC curve and the score histogram.
 
 Used by ``oodx eval`` and ``oodx demo``. Imports numpy only (matplotlib when plotting); the
-metrics are :class:`ood_core.metrics.OODMetrics` (OOD is the positive class).
+metrics are ``ood_runtime.metrics.ood_metrics`` (OOD is the positive class; equal to
+``ood_core.metrics.OODMetrics``), so that serving installs need no torch.
 """
 
 from __future__ import annotations
@@ -27,26 +28,15 @@ def ood_metrics(
 ) -> dict[str, float]:
     """AUROC, AUPR-IN, AUPR-OUT, FPR95TPR of ID vs OOD outlier scores, and ACC (over the ID
     samples) when ``id_labels`` and ``id_predictions`` are given."""
-    from ood_core.metrics import OODMetrics
+    from ood_runtime.metrics import ood_metrics as compute
 
-    id_scores = np.asarray(id_scores, dtype=np.float64).reshape(-1)
-    ood_scores = np.asarray(ood_scores, dtype=np.float64).reshape(-1)
-    metrics = OODMetrics()
     with_acc = id_labels is not None and id_predictions is not None
-    labels = (
-        np.asarray(id_labels, dtype=np.int64).reshape(-1)
-        if with_acc
-        else np.zeros(len(id_scores), dtype=np.int64)
+    return compute(
+        id_scores,
+        ood_scores,
+        id_labels=id_labels if with_acc else None,
+        id_predictions=id_predictions if with_acc else None,
     )
-    ood_labels = -np.ones(len(ood_scores), dtype=np.int64)
-    if with_acc:
-        preds = np.asarray(id_predictions, dtype=np.int64).reshape(-1)
-        metrics.update(id_scores, labels, preds)
-        metrics.update(ood_scores, ood_labels, np.zeros_like(ood_labels))
-    else:
-        metrics.update(id_scores, labels)
-        metrics.update(ood_scores, ood_labels)
-    return {k: float(v) for k, v in metrics.compute().items()}
 
 
 def metrics_table(results: Mapping[str, Mapping[str, float]]) -> str:

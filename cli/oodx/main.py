@@ -39,7 +39,44 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: exception types (by module and name, so that nothing heavy is imported to catch them) that
 #: are a user's mistake: shown without traceback
-_USER_ERRORS = {("ood_core.errors", "OODXError")}  # plugins' and exporters' errors subclass it
+_USER_ERRORS = {  # plugins' and exporters' errors subclass OODXError
+    ("ood_core.errors", "OODXError"),
+    ("ood_runtime.errors", "OODRuntimeError"),
+}
+
+_TRAIN = ("ood-core and ood-exporter-onnx", 'pip install "oodx[train]"')
+#: command -> (import names it needs, the distributions in words, the pip command providing them).
+#: ``oodx`` itself depends on click and ood-runtime only: a serving install has no torch.
+NEEDS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    **{
+        name: (("ood_core",), "ood-core", _TRAIN[1])
+        for name in ("plugins", "losses", "scorers", "new-plugin")
+    },
+    "export": (("ood_core", "ood_exporter_onnx"), *_TRAIN),
+    "demo": (
+        ("ood_core", "ood_exporter_onnx"),
+        "ood-core, ood-exporter-onnx and the demo data packages",
+        'pip install "oodx[demo]"',
+    ),
+    **{
+        name: (("ood_runtime",), "ood-runtime", 'pip install "ood-runtime[cpu]"')
+        for name in ("score", "eval", "inspect")
+    },
+}
+
+
+def missing_packages(cmd_name: str) -> str | None:
+    """The one-line error for a command whose packages are not installed, or None."""
+    import importlib.util
+
+    modules, what, install = NEEDS.get(cmd_name, ((), "", ""))
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (
+        f"`oodx {cmd_name}` needs {what}, and {', '.join(missing)} is not installed here "
+        f"(oodx alone is the torch-free serving install); install with: {install}"
+    )
 
 
 #: exit status after the reader of stdout went away, as for a process killed by SIGPIPE
@@ -90,6 +127,9 @@ class LazyGroup(click.Group):
         if cmd_name not in self.lazy:
             return None
         target, _ = self.lazy[cmd_name]
+        missing = missing_packages(cmd_name)
+        if missing:
+            raise UserError(missing)
         module_name, _, attr = target.partition(":")
         try:
             module = importlib.import_module(module_name)

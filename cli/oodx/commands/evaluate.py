@@ -9,7 +9,6 @@ from typing import Any
 import click
 
 from oodx.errors import UserError
-from oodx.inputs import describe_rows, load_inputs, nonfinite_rows
 
 _EXISTING = click.Path(exists=True, path_type=Path)
 
@@ -28,7 +27,12 @@ def _scores(runner: Any, path: Path, batch_size: int) -> dict[str, Any]:
     (a NaN ranked anywhere would count some sample as in-distribution or not arbitrarily)."""
     import numpy as np
 
-    data, _ = load_inputs(path, runner.input_shape)
+    from ood_runtime.inputs import describe_rows, load_inputs, nonfinite_rows
+
+    try:
+        data, _ = load_inputs(path, runner.input_shape, preprocess=runner.preprocess)
+    except ValueError as exc:  # ood_runtime's InputError
+        raise UserError(str(exc)) from None
     bad = nonfinite_rows(data)
     if bad.any():
         raise UserError(
@@ -39,7 +43,7 @@ def _scores(runner: Any, path: Path, batch_size: int) -> dict[str, Any]:
         run = runner.run(data, batch_size=batch_size)
     except Exception as exc:  # noqa: BLE001 - onnxruntime errors on bad input
         raise UserError(f"onnxruntime failed on {path}: {exc}") from None
-    scores = np.asarray(run["score"]).reshape(data.shape[0], -1)
+    scores = np.asarray(run["score"]).reshape(len(data), -1)
     bad = ~np.isfinite(scores).all(axis=1)
     if bad.any():
         raise UserError(
@@ -131,22 +135,16 @@ def evaluate(
     MODEL is an ONNX file written by 'oodx export' or 'oodx demo'. It scores the --id inputs
     and each --ood set (higher score = more OOD; OOD is the positive class) and prints one
     table row per OOD set, plus one for all OOD sets together when there are several.
-    Images in folders are scaled to [0, 1] and resized to the model's input size.
+    Images in folders are read as `oodx score` reads them (see its --help).
     """
     import numpy as np
 
+    from ood_runtime.model import OnnxModel
     from oodx.evaluation import metrics_table, ood_metrics
 
     try:
-        from ood_exporter_onnx.runtime import OnnxModel
-    except ImportError as exc:
-        raise UserError(
-            f"oodx eval needs ood-exporter-onnx: {exc}",
-            "pip install ood-exporter-onnx[cpu]",
-        ) from exc
-    try:
         runner = OnnxModel(model, device=device)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:  # onnxruntime missing: names the extra
         raise UserError(str(exc)) from None
     id_run = _scores(runner, id_path, batch_size)
     labels = None

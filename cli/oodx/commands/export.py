@@ -19,16 +19,20 @@ from typing import Any
 import click
 
 from oodx.errors import UserError
-from oodx.inputs import load_inputs
 
-_CPU_HINT = "pip install ood-exporter-onnx[cpu]   (or [gpu] for the CUDA build, not both)"
+_CPU_HINT = 'pip install "ood-runtime[cpu]"   (or [gpu] for the CUDA build, not both)'
+
+
+def _is_oodx_error(exc: BaseException) -> bool:
+    """An error of oodx's own packages (ood_core's OODXError, ood_runtime's OODRuntimeError),
+    recognised by name so that a serving install without ood_core needs nothing imported."""
+    names = {("ood_core.errors", "OODXError"), ("ood_runtime.errors", "OODRuntimeError")}
+    return any((c.__module__, c.__name__) in names for c in type(exc).__mro__)
 
 
 @contextlib.contextmanager
 def _user_errors() -> Iterator[None]:
     """Turn oodx's own errors (and missing optional packages) into one-line user errors."""
-    from ood_core.errors import OODXError
-
     try:
         yield
     except UserError:
@@ -36,11 +40,13 @@ def _user_errors() -> Iterator[None]:
     except ImportError as exc:
         if "onnxruntime" in str(exc):
             raise UserError(str(exc), hint=_CPU_HINT) from None
-        if isinstance(exc, OODXError):
+        if _is_oodx_error(exc):
             raise UserError(str(exc)) from None
         raise
-    except OODXError as exc:
-        raise UserError(str(exc)) from None
+    except Exception as exc:
+        if _is_oodx_error(exc):
+            raise UserError(str(exc)) from None
+        raise
 
 
 @contextlib.contextmanager
@@ -82,8 +88,11 @@ Examples:
   oodx export model.pt --scorer mchad
   oodx export model.pt --scorer energy -o energy.onnx --calibrate id_val.npy --tpr 0.95
   oodx export model.pt --scorer msp --fp16 --opset 18
+  oodx export model.pt --scorer mahalanobis --fit-data id.npy --fit-labels y.npy
   oodx export legacy.pth --trust-pickle --input-shape 3,32,32 --scorer msp
   oodx export model.pt --format my-format --option key=value
+  oodx export model.pt --input-format uint8-nhwc --mean 0.485,0.456,0.406 \\
+      --std 0.229,0.224,0.225 --resize 224,224 --calibrate id_raw.npy
 """,
 )
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path))
@@ -91,6 +100,17 @@ Examples:
     "--scorer",
     "-s",
     help="Registered scorer name (oodx scorers) [default: the natural scorer of the loss].",
+)
+@click.option(
+    "--fit-data",
+    type=click.Path(exists=True, path_type=Path),
+    help="ID inputs to fit the scorer on (FIT = yes in oodx scorers): a .npy of model inputs "
+    "or a folder of images (scaled to [0, 1], resized to the model input, then --mean/--std).",
+)
+@click.option(
+    "--fit-labels",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Class labels of --fit-data (.npy of integers) [default: the model's predictions].",
 )
 @click.option(
     "--format",
@@ -138,6 +158,19 @@ Examples:
     help="Batch sizes verified in onnxruntime against PyTorch [onnx; 1,7].",
 )
 @click.option(
+    "--input-format",
+    type=click.Choice(["float", "uint8-nhwc", "uint8-nchw"]),
+    help="Graph input: the model's float tensor, or raw uint8 images (NHWC or NCHW) "
+    "normalised inside the graph [onnx; float].",
+)
+@click.option("--mean", help="Per-channel mean of pixels in [0, 1], like 0.485,0.456,0.406 [onnx].")
+@click.option("--std", help="Per-channel std of pixels in [0, 1], like 0.229,0.224,0.225 [onnx].")
+@click.option(
+    "--resize",
+    help="H,W (the model's input size): the raw-image graph takes any size and resizes "
+    "(bilinear) inside the graph [onnx].",
+)
+@click.option(
     "--option",
     "options",
     multiple=True,
@@ -147,6 +180,8 @@ Examples:
 def export(
     checkpoint: Path,
     scorer: str | None,
+    fit_data: Path | None,
+    fit_labels: Path | None,
     fmt: str,
     output: Path | None,
     trust_pickle: bool,
@@ -179,6 +214,7 @@ def export(
             output=output,
             scorer=scorer,
             scorer_kwargs=parse_key_values(scorer_arg, "--scorer-arg"),
+            fit=(fit_data, fit_labels),
             flags=flags,
             extra=parse_key_values(options, "--option"),
             trust_pickle=trust_pickle,
@@ -215,6 +251,14 @@ Examples:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write .csv (one row per input) or .npz (all arrays); default: CSV on stdout.",
 )
+@click.option(
+    "--resize-mode",
+    type=click.Choice(["stretch", "center-crop", "pad"]),
+    default="stretch",
+    show_default=True,
+    help="How images of another aspect ratio than the model's are fitted: stretched, cropped "
+    "to the centre, or padded with black (before any resampling).",
+)
 def score(
     model: Path,
     inputs: Path,
@@ -222,28 +266,34 @@ def score(
     require_gpu: bool,
     batch_size: int,
     output: Path | None,
+    resize_mode: str,
 ) -> None:
     """Score inputs with an exported model: OOD score, prediction, is_ood.
 
-    INPUTS is a .npy array shaped like the model input or a folder of images (scaled to [0, 1],
-    resized to the model's input size; needs Pillow). `is_ood` (score > threshold) is given
-    when the model was exported with --calibrate; a NaN or infinite score, and any input
-    holding NaN or inf, is flagged OOD (is_ood 1) whatever its score.
+    INPUTS is a .npy array shaped like the model input or a folder of images (needs Pillow).
+    A model exported with --input-format uint8-* gets the decoded pixels as they are (it
+    normalises, and with --resize resizes, inside the graph); a float model gets them scaled
+    to [0, 1] and resized to its input size. --resize-mode says how another aspect ratio is
+    fitted. `is_ood` (score > threshold) is given when the model was exported with
+    --calibrate; a NaN or infinite score, and any input holding NaN or inf, is flagged OOD
+    (is_ood 1) whatever its score.
     """
     import numpy as np
 
-    from oodx.inputs import describe_rows, nonfinite_rows
+    from ood_runtime.inputs import describe_rows, load_inputs, nonfinite_rows
 
     if output is not None and output.suffix.lower() not in (".csv", ".npz"):
         raise UserError(f"-o must end in .csv or .npz, got {output.name}")
     with _user_errors(), _warnings_to_stderr():
-        from ood_exporter_onnx.runtime import OnnxModel
+        from ood_runtime.model import OnnxModel
 
         try:
             runner = OnnxModel(model, device=device, require_gpu=require_gpu)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        data, names = load_inputs(inputs, runner.input_shape)
+        data, names = load_inputs(
+            inputs, runner.input_shape, preprocess=runner.preprocess, resize_mode=resize_mode
+        )
         result = _score_batches(runner, data, batch_size)
     bad_inputs = nonfinite_rows(data)
     if bad_inputs.any():
@@ -253,11 +303,11 @@ def score(
             fg="yellow",
             err=True,
         )
-    if runner.threshold is not None:
-        flagged = runner.is_ood(result["score"])  # a non-finite score is OOD
+    if runner.threshold is not None:  # the graph's is_ood, else the same rule here
+        flagged = result.get("is_ood", runner.is_ood(result["score"])).copy()
         flagged[bad_inputs] = True
         result["is_ood"] = flagged
-    n = data.shape[0]
+    n = len(names)
     if output is not None and output.suffix.lower() == ".npz":
         np.savez_compressed(output, names=np.asarray(names), **result)
         click.echo(f"wrote {output} ({n} inputs: {', '.join(result)})", err=True)
@@ -277,6 +327,11 @@ def _score_batches(runner: Any, data: Any, batch_size: int) -> dict[str, Any]:
     """The model's outputs over ``data`` in batches (progress on stderr when there are several)."""
     import numpy as np
 
+    if isinstance(data, list):  # raw images of several sizes for a resizing graph
+        try:
+            return runner.run(data, batch_size=batch_size)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime errors on bad input
+            raise UserError(f"onnxruntime failed on the images: {exc}") from None
     n = data.shape[0]
     starts = range(0, n, batch_size)
     parts: list[dict[str, Any]] = []
@@ -328,15 +383,9 @@ def _write_csv(rows: list[dict[str, Any]], output: Path | None) -> None:
 # inspect
 
 
-def _type_words(value_info: Any) -> str:
-    import onnx
-
-    t = value_info.type.tensor_type
-    dtype = onnx.TensorProto.DataType.Name(t.elem_type).lower()
-    dims = [
-        d.dim_param or (str(d.dim_value) if d.HasField("dim_value") else "?") for d in t.shape.dim
-    ]
-    return f"{dtype}[{', '.join(dims)}]"
+def _type_words(value: dict[str, Any]) -> str:
+    dims = ["?" if d is None else str(d) for d in value["shape"] or []]
+    return f"{value['dtype']}[{', '.join(dims)}]"
 
 
 @click.command(
@@ -357,32 +406,29 @@ def inspect(model: Path, as_json: bool) -> None:
     if head == b"PK" or head[:1] == b"\x80":  # a zip or pickle: a checkpoint, not ONNX
         _inspect_checkpoint(model, as_json)
         return
-    with _user_errors():
-        try:
-            import onnx  # noqa: F401 - checked here for a clear message
-        except ImportError:
-            raise UserError("inspect needs the onnx package", hint="pip install onnx") from None
-        from ood_exporter_onnx.runtime import decode_metadata, read_onnx
+    from ood_runtime.metadata import decode_metadata
+    from ood_runtime.onnxfile import describe_onnx
 
-        try:
-            proto = read_onnx(model)  # refuses empty and non-protobuf files
-        except ValueError as exc:
-            raise UserError(str(exc)) from None
-
-    init = {t.name for t in proto.graph.initializer}
-    inputs = [(i.name, _type_words(i)) for i in proto.graph.input if i.name not in init]
-    outputs = [(o.name, _type_words(o)) for o in proto.graph.output]
-    props = {p.key: p.value for p in proto.metadata_props}
+    try:
+        info = describe_onnx(model)  # refuses empty and non-protobuf files; no onnx needed
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    inputs = [(i["name"], _type_words(i)) for i in info["inputs"]]
+    outputs = [(o["name"], _type_words(o)) for o in info["outputs"]]
+    props = info["metadata_props"]
     meta = decode_metadata(props)
-    opsets = {o.domain or "ai.onnx": o.version for o in proto.opset_import}
+    opsets = info["opsets"]
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "file": str(model),
                     "size_bytes": model.stat().st_size,
-                    "producer": f"{proto.producer_name} {proto.producer_version}".strip(),
+                    "producer": f"{info['producer_name']} {info['producer_version']}".strip(),
+                    "doc_string": info["doc_string"],
+                    "ir_version": info["ir_version"],
                     "opset": opsets,
+                    "nodes": info["nodes"],
                     "inputs": dict(inputs),
                     "outputs": dict(outputs),
                     "oodx": meta,
@@ -394,8 +440,9 @@ def inspect(model: Path, as_json: bool) -> None:
         return
     lines = [
         f"{model} ({model.stat().st_size / 1e6:.2f} MB), made by "
-        f"{proto.producer_name or 'unknown'} {proto.producer_version}, ONNX opset "
-        f"{opsets.get('ai.onnx', '?')}, {len(proto.graph.node)} nodes",
+        f"{info['producer_name'] or 'unknown'} {info['producer_version']}, ONNX opset "
+        f"{opsets.get('ai.onnx', '?')}, {info['nodes']} nodes",
+        *([info["doc_string"]] if info["doc_string"] else []),
         "inputs:",
         *(f"  {name}: {words}" for name, words in inputs),
         "outputs:",
@@ -422,10 +469,22 @@ def inspect(model: Path, as_json: bool) -> None:
         )
         if meta.get("threshold") is not None:
             lines.append(
-                f"threshold: {meta['threshold']:.6g} (score > threshold = OOD; keeps "
-                f"{float(meta.get('threshold_tpr', 0)):.0%} of {meta.get('calibration_samples', '?')} "
-                "ID calibration inputs)"
+                f"threshold: {meta['threshold']:.6g}, calibrated for TPR "
+                f"{float(meta.get('threshold_tpr', 0)):.0%} (keeps that share of "
+                f"{meta.get('calibration_samples', '?')} ID calibration inputs as ID; score > "
+                "threshold or a non-finite score = OOD"
+                + ("; the graph outputs is_ood)" if "is_ood" in dict(outputs) else ")")
             )
+        pre = meta.get("preprocess")
+        if isinstance(pre, dict):
+            resize = pre.get("resize")
+            lines.append(
+                f"preprocessing in the graph: raw {pre.get('color')} uint8 {pre.get('layout')} "
+                f"{'of any size, resized to ' + str(resize.get('size')) if resize else 'images'}, "
+                f"normalised with mean {pre.get('mean')} std {pre.get('std')} (x / 255)"
+            )
+        if meta.get("extra"):
+            lines.append(f"extra: {json.dumps(meta['extra'])}")
         else:
             lines.append("threshold: none (export with --calibrate ID.npy to set one)")
         lines.append(
@@ -445,6 +504,14 @@ def _inspect_checkpoint(path: Path, as_json: bool) -> None:
     """Describe a checkpoint from its manifest, after the archive checks (no torch, no unpickling)."""
     import zipfile
 
+    from oodx.errors import require
+
+    require(
+        "ood_core",
+        package="ood-core",
+        purpose="inspecting a checkpoint",
+        install='pip install "oodx[train]"',
+    )
     from ood_core.archive import open_archive
     from ood_core.errors import CheckpointError
 

@@ -27,6 +27,10 @@ OPTION_FLAGS = {
     "tpr": "--tpr",
     "batch_sizes": "--batch-sizes",
     "input_shape": "--input-shape",
+    "input_format": "--input-format",
+    "mean": "--mean",
+    "std": "--std",
+    "resize": "--resize",
 }
 
 
@@ -115,11 +119,12 @@ def run_export(
     flags: dict[str, Any],
     extra: dict[str, Any],
     trust_pickle: bool,
+    fit: tuple[Path | None, Path | None] = (None, None),
 ) -> str:
     """Export ``checkpoint`` with the exporter ``fmt``; the line(s) to print.
 
     ``flags`` are the exporter-option flags by option name (``None``: not given), ``extra`` the
-    ``--option KEY=VALUE`` items.
+    ``--option KEY=VALUE`` items, ``fit`` the ``--fit-data`` and ``--fit-labels`` paths.
     """
     import ood_core
 
@@ -127,15 +132,90 @@ def run_export(
     out = output_for(checkpoint, output, info.suffix)
     options = exporter_options(info.name, target, flags, extra)
     ckpt = ood_core.load(checkpoint, trust_pickle=trust_pickle)
-    picked = resolved_scorer(ckpt, scorer, scorer_kwargs)
+    if fit[0] is None and fit[1] is not None:
+        raise UserError("--fit-labels needs --fit-data (the inputs the labels belong to)")
+    if fit[0] is not None:
+        picked = fitted_scorer(ckpt, scorer, scorer_kwargs, fit, flags)
+    else:
+        picked = resolved_scorer(ckpt, scorer, scorer_kwargs)
     report = target(ckpt, out, scorer=picked, options=options)
     return str(report) if report is not None else f"wrote {out} (exporter {info.name!r})"
+
+
+def fit_inputs(ckpt: Any, fit: tuple[Path, Path | None], flags: Mapping[str, Any]) -> tuple:
+    """``(inputs, labels or None)`` from ``--fit-data`` / ``--fit-labels``: a .npy of model
+    inputs, or a folder of images read as ``oodx score`` reads them (then ``--mean``/``--std``)."""
+    import numpy as np
+
+    from ood_runtime.inputs import load_inputs, read_array
+
+    shape = ckpt.input_shape or [None]
+    data, _ = load_inputs(fit[0], shape)
+    if fit[0].is_dir() and (flags.get("mean") or flags.get("std")):
+        data = (data - _channels(flags.get("mean"), "--mean", 0.0)) / _channels(
+            flags.get("std"), "--std", 1.0
+        )
+    labels = None
+    if fit[1] is not None:
+        labels = read_array(fit[1])
+        if labels.dtype.kind not in "iu" or labels.shape != (data.shape[0],):
+            raise UserError(
+                f"--fit-labels must be integers, one per --fit-data input ({data.shape[0]},), "
+                f"got {labels.dtype} of shape {labels.shape}"
+            )
+    return np.asarray(data, dtype=np.float32), labels
+
+
+def _channels(text: str | None, flag: str, default: float) -> Any:
+    import numpy as np
+
+    if not text:
+        return np.float32(default)
+    try:
+        values = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{flag} must be numbers like 0.5,0.5,0.5, got {text!r}") from None
+    return np.asarray(values, dtype=np.float32).reshape(1, -1, *([1] * 2))
+
+
+def fitted_scorer(
+    ckpt: Any, scorer: str | None, kwargs: dict[str, Any], fit: tuple, flags: Mapping[str, Any]
+) -> Any:
+    """``ood_core.resolve.fit_scorer`` over the fit data in batches, with a progress bar."""
+    import io
+    import sys
+
+    from ood_core.resolve import fit_scorer
+
+    if scorer is None:
+        raise UserError(
+            "--fit-data needs --scorer NAME (a scorer to fit; FIT = yes in oodx scorers)"
+        )
+    data, labels = fit_inputs(ckpt, fit, flags)
+    size = 256
+    starts = range(0, data.shape[0], size)
+
+    def batches(bar: Any) -> Any:
+        for i in bar:
+            x = data[i : i + size]
+            yield x if labels is None else (x, labels[i : i + size])
+
+    sink = sys.stderr if len(starts) > 1 else io.StringIO()
+    with click.progressbar(starts, label=f"fitting on {data.shape[0]} inputs", file=sink) as bar:
+        try:
+            return fit_scorer(ckpt, scorer, batches(bar), **kwargs)
+        except TypeError as exc:
+            raise UserError(f"cannot create scorer {scorer!r} with {kwargs}: {exc}") from None
+        except ValueError as exc:  # bad fit data (NaN, one class, ...): the scorer says which
+            raise UserError(str(exc)) from None
 
 
 __all__ = [
     "OPTION_FLAGS",
     "exporter",
     "exporter_options",
+    "fit_inputs",
+    "fitted_scorer",
     "output_for",
     "parse_key_values",
     "resolved_scorer",

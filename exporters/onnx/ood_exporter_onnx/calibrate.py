@@ -16,8 +16,9 @@ from ood_exporter_onnx.errors import ExportError
 from ood_exporter_onnx.verify import session
 
 
-def calibration_array(calibrate: Any, x: Tensor) -> np.ndarray:
-    """ID inputs (array, tensor, ``.npy``/``.npz`` path) shaped like ``x``, in ``x``'s dtype."""
+def calibration_array(calibrate: Any, x: Tensor, channel_axis: int | None = None) -> np.ndarray:
+    """ID inputs (array, tensor, ``.npy``/``.npz`` path) shaped like ``x``, in ``x``'s dtype
+    (``channel_axis`` given: raw images for a resizing graph, only that axis is fixed)."""
     if isinstance(calibrate, (str, os.PathLike)):
         path = Path(calibrate)
         if not path.is_file():
@@ -32,19 +33,33 @@ def calibration_array(calibrate: Any, x: Tensor) -> np.ndarray:
         calibrate = calibrate.detach().cpu().numpy()
     arr = np.asarray(calibrate)
     expected = tuple(x.shape[1:])
-    if arr.ndim != x.dim() or tuple(arr.shape[1:]) != expected or arr.shape[0] < 1:
+    got = tuple(arr.shape[1:])
+    if channel_axis is not None and arr.ndim == x.dim():
+        expected, got = expected[channel_axis - 1], got[channel_axis - 1]
+    if arr.ndim != x.dim() or got != expected or arr.shape[0] < 1:
         raise ExportError(
             f"calibration inputs must have shape (N, {', '.join(map(str, expected))}) like the "
             f"model's input, got {arr.shape}"
         )
-    return np.ascontiguousarray(arr.astype(x.numpy().dtype))
+    dtype = x.numpy().dtype
+    if dtype == np.uint8 and (arr.dtype.kind not in "iub" or arr.min() < 0 or arr.max() > 255):
+        raise ExportError(
+            f"calibration inputs must be raw uint8 images (0..255) like the graph's input, got "
+            f"{arr.dtype} in [{arr.min()}, {arr.max()}]"
+        )
+    return np.ascontiguousarray(arr.astype(dtype))
 
 
 def calibrate_threshold(
-    path: Path, calibrate: Any, tpr: float, batch_size: int, x: Tensor
+    path: Path,
+    calibrate: Any,
+    tpr: float,
+    batch_size: int,
+    x: Tensor,
+    channel_axis: int | None = None,
 ) -> tuple[float, int]:
     """``(threshold, n)``: the threshold keeping ``tpr`` of the ``n`` ID inputs' scores."""
-    arr = calibration_array(calibrate, x)
+    arr = calibration_array(calibrate, x, channel_axis)
     runner = session(path)
     scores = [
         runner.run(["score"], {INPUT: arr[i : i + batch_size]})[0]

@@ -28,8 +28,10 @@ class OODGraph(nn.Module):
     """``x -> (output, score, prediction)``: the model followed by the scorer.
 
     A model returning a dict gives the entry the scorer ``reads`` as ``output``. ``prediction``
-    is ``scorer.predict(output)``; for a scorer without one, the argmax of the dict's ``logits``
-    if there are any, else the argmax over dim 1 of ``output``.
+    is ``scorer.predict(output)`` when that is a class decision (``scorer.predicts``; a module
+    without the attribute: when it has ``predict``); else the argmax of the model's ``logits``
+    (a dict entry, or ``output`` itself when the scorer reads logits); else ``-1`` for every
+    sample: features alone carry no class decision.
     """
 
     def __init__(self, model: nn.Module, scorer: nn.Module, reads: str = "logits") -> None:
@@ -46,20 +48,32 @@ class OODGraph(nn.Module):
         raw = self.model(x)
         out = raw[self.reads] if isinstance(raw, Mapping) else raw
         score = self.scorer(out)
-        predict = getattr(self.scorer, "predict", None)
-        if callable(predict):
-            prediction = predict(out)
-        elif isinstance(raw, Mapping) and "logits" in raw:
-            prediction = raw["logits"].argmax(dim=1)
-        else:  # a scorer without a class decision (features): argmax of what it reads
-            prediction = out.argmax(dim=1)
+        source = self._source(raw)
+        if source == "scorer":
+            prediction = self.scorer.predict(out)
+        elif source == "logits":
+            prediction = (raw["logits"] if isinstance(raw, Mapping) else out).argmax(dim=1)
+        else:  # no class decision: -1, computed from the score so it follows the input
+            prediction = torch.full_like(score, -1, dtype=torch.int64)
         return out, score, prediction.to(torch.int64)
 
+    def _source(self, raw: Any) -> str:
+        """Where ``prediction`` comes from: ``scorer``, ``logits`` or ``none``."""
+        predict = getattr(self.scorer, "predict", None)
+        if callable(predict) and getattr(self.scorer, "predicts", True):
+            return "scorer"
+        if (isinstance(raw, Mapping) and "logits" in raw) or self.reads == "logits":
+            return "logits"
+        return "none"
+
     def prediction_source(self) -> str:
-        """How ``prediction`` is computed, in words (recorded in the metadata)."""
-        if callable(getattr(self.scorer, "predict", None)):
-            return "scorer.predict"
-        return "argmax of the model output (the scorer has no class decision)"
+        """How ``prediction`` is computed, in words (recorded in the metadata; the model's
+        outputs as :func:`reference` saw them)."""
+        return {
+            "scorer": "scorer.predict",
+            "logits": "argmax of the model's logits (the scorer has no class decision)",
+            "none": "-1: no class decision (the model outputs no logits, the scorer predicts none)",
+        }[getattr(self, "seen_source", None) or self._source(None)]
 
 
 def trace_input(ckpt: Checkpoint, example_input: Any, input_shape: Sequence[int] | None) -> Tensor:
@@ -88,6 +102,7 @@ def reference(wrapper: OODGraph, x: Tensor, scorer_name: str) -> tuple[Tensor, T
     """PyTorch's ``(output, score, prediction)`` on ``x``, checked for shape (ExportError)."""
     with torch.no_grad():
         try:
+            wrapper.seen_source = wrapper._source(wrapper.model(x))
             ref = wrapper(x)
         except Exception as exc:  # noqa: BLE001 - report what the scorer/model raised
             raise ExportError(

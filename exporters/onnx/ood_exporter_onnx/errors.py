@@ -1,11 +1,19 @@
-"""Errors of the ONNX exporter and runtime (importing this module imports neither torch nor onnx)."""
+"""Errors of the ONNX exporter (importing this module imports neither torch nor onnx).
+
+The runtime's errors (no onnxruntime, no GPU) live in ``ood_runtime.errors`` and are re-exported
+here, so that catching ``ood_exporter_onnx.MissingRuntimeError`` keeps working.
+"""
 
 from __future__ import annotations
 
 from ood_core.errors import OODXError
-
-CPU_INSTALL = "pip install ood-exporter-onnx[cpu]"
-GPU_INSTALL = "pip install ood-exporter-onnx[gpu]"
+from ood_runtime.errors import (
+    CPU_INSTALL,
+    GPU_INSTALL,
+    GPUUnavailableError,
+    MissingRuntimeError,
+    import_onnxruntime,
+)
 
 
 class ExportError(OODXError, ValueError):
@@ -16,24 +24,12 @@ class VerificationError(ExportError):
     """The exported graph failed verification; no file was written."""
 
 
-class MissingRuntimeError(OODXError, ImportError):
-    """onnxruntime is not installed."""
-
-    def __init__(self, what: str = "running an exported model") -> None:
-        super().__init__(
-            f"onnxruntime is not installed, and {what} needs it. Install the CPU build with "
-            f"`{CPU_INSTALL}` or the CUDA build with `{GPU_INSTALL}` (not both)."
-        )
-
-
-class GPUUnavailableError(OODXError, RuntimeError):
-    """CUDA was required but onnxruntime runs the model on the CPU."""
-
-
-def import_onnxruntime(what: str = "running an exported model"):  # noqa: ANN201 - module
-    """Import onnxruntime or raise :class:`MissingRuntimeError` naming the extra to install."""
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingRuntimeError(what) from None
-    return onnxruntime
+__all__ = [
+    "CPU_INSTALL",
+    "GPU_INSTALL",
+    "ExportError",
+    "GPUUnavailableError",
+    "MissingRuntimeError",
+    "VerificationError",
+    "import_onnxruntime",
+]

@@ -26,15 +26,18 @@ from ood_core.resolve import Resolved, resolve
 from ood_exporter_onnx import convert
 from ood_exporter_onnx.calibrate import calibrate_threshold
 from ood_exporter_onnx.convert import OODGraph
+from ood_exporter_onnx.decision import append_is_ood, check_is_ood
 from ood_exporter_onnx.errors import ExportError, import_onnxruntime
 from ood_exporter_onnx.fp16 import fp16_deviation
 from ood_exporter_onnx.graph import convert_fp16
 from ood_exporter_onnx.metadata import build_metadata, set_metadata
 from ood_exporter_onnx.options import ExportOptions
+from ood_exporter_onnx.preprocess import Preprocess, Preprocessed, prepend
 from ood_exporter_onnx.report import ExportReport
-from ood_exporter_onnx.runtime import PREFIX, check_runtime_install, decode_metadata
 from ood_exporter_onnx.verify import verify_onnx
 from ood_exporter_onnx.write import output_path, save_proto, staged
+from ood_runtime.metadata import PREFIX, decode_metadata
+from ood_runtime.model import check_runtime_install
 
 
 def export(
@@ -136,9 +139,10 @@ def _run(
     *,
     scorer_kwargs: dict[str, Any] | None = None,
 ) -> ExportReport:
-    """resolve -> convert -> verify (fp16, calibrate) -> write, timed; returns the report."""
+    """resolve -> convert (preprocess) -> verify (fp16, calibrate, decide) -> write, timed."""
     started = time.perf_counter()
     x = convert.trace_input(ckpt, opts.example_input, opts.input_shape)
+    spec = Preprocess.build(opts.input_format, opts.mean, opts.std, opts.resize, tuple(x.shape))
     wrapper = OODGraph(ckpt.model, picked.scorer.eval(), picked.reads).eval()
     ref = convert.reference(wrapper, x, picked.name)
     out_path = output_path(output)
@@ -150,8 +154,14 @@ def _run(
         "prediction": wrapper.prediction_source(),
     }
     metadata = build_metadata(ckpt, about, x, ref, opts.opset, opts.fp16)
+    graph: Graph = (proto, wrapper, x)
+    if spec is not None:
+        metadata["preprocess"] = json.dumps(spec.describe())
+        metadata["input_shape"] = json.dumps(spec.raw_shape())
+        metadata["input_dtype"] = "uint8"
+        graph = (proto, Preprocessed(spec, wrapper).eval(), spec.example())
     with staged(out_path) as tmp:
-        checked = _check_and_finish(proto, metadata, tmp, wrapper, x, opts)
+        checked = _check_and_finish(graph, spec, metadata, tmp, opts)
     return ExportReport(
         path=out_path,
         scorer=picked.name,
@@ -159,7 +169,7 @@ def _run(
         loss=ckpt.loss_name,
         opset=opts.opset,
         fp16=opts.fp16,
-        input_shape=[None, *map(int, x.shape[1:])],
+        input_shape=json.loads(metadata["input_shape"]),
         batch_sizes=opts.batch_sizes,
         rtol=opts.rtol,
         atol=opts.atol,
@@ -171,23 +181,29 @@ def _run(
     )
 
 
+#: ``(float graph without preprocessing, PyTorch reference module, example graph input)``
+Graph = tuple[onnx.ModelProto, nn.Module, Tensor]
+
+
 def _check_and_finish(
-    proto: onnx.ModelProto,
+    graph: Graph,
+    spec: Preprocess | None,
     metadata: dict[str, str],
     tmp: Path,
-    wrapper: OODGraph,
-    x: Tensor,
     opts: ExportOptions,
 ) -> dict[str, Any]:
-    """Write ``proto`` to ``tmp``, verify it, measure fp16, calibrate, rewrite the metadata."""
-    fp32_proto = proto
-    if opts.fp16:
-        proto = convert_fp16(proto)
+    """Write the graph to ``tmp``, verify it, measure fp16, calibrate, add ``is_ood``."""
+    float_proto, reference, x = graph
+    fp32_proto = prepend(float_proto, spec) if spec is not None else float_proto
+    proto = fp32_proto
+    if opts.fp16:  # converted without the preprocessing, which stays float32 on uint8 input
+        proto = convert_fp16(float_proto)
+        proto = prepend(proto, spec) if spec is not None else proto
     set_metadata(proto, metadata)
     save_proto(proto, tmp)
     diffs = verify_onnx(
         tmp,
-        wrapper,
+        reference,
         x,
         batch_sizes=opts.batch_sizes,
         rtol=opts.rtol,
@@ -198,23 +214,28 @@ def _check_and_finish(
     deviation = fp16_deviation(fp32_proto, tmp, x, opts.batch_sizes) if opts.fp16 else None
     threshold, n_cal = None, 0
     if opts.calibrate is not None:
+        channel_axis = (3 if spec.layout == "NHWC" else 1) if spec and spec.resize else None
         threshold, n_cal = calibrate_threshold(
-            tmp, opts.calibrate, opts.tpr, opts.calibration_batch_size, x
+            tmp, opts.calibrate, opts.tpr, opts.calibration_batch_size, x, channel_axis
         )
         metadata["threshold"] = repr(float(threshold))
         metadata["threshold_tpr"] = repr(float(opts.tpr))
         metadata["calibration_samples"] = str(n_cal)
+        append_is_ood(proto, threshold)
     metadata["verification"] = json.dumps(
         {
             "batch_sizes": list(opts.batch_sizes),
             "rtol": opts.rtol,
             "atol": opts.atol,
             "max_abs_diff": diffs,
+            "against": "PyTorch on the preprocessed input" if spec else "PyTorch",
         }
     )
     set_metadata(proto, metadata)
     save_proto(proto, tmp)
     onnx.checker.check_model(str(tmp))
+    if threshold is not None:
+        check_is_ood(tmp, x, threshold, max(opts.batch_sizes))
     return {
         "max_abs_diff": diffs,
         "fp16_score_deviation": deviation,

@@ -16,7 +16,7 @@ import ood_core
 from ood_core.checkpoint import Checkpoint
 from ood_core.errors import OODXError
 from ood_exporter_onnx import __version__
-from ood_exporter_onnx.runtime import PREFIX
+from ood_runtime.metadata import PREFIX
 
 FORMAT_VERSION = 1
 SCORE_CONVENTION = "higher-is-ood"
@@ -66,6 +66,7 @@ def build_metadata(
         "checkpoint_source": ckpt.source,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "torch": torch.__version__,
+        "extra": json.dumps(ckpt.metadata.get("extra") or {}, default=str),
     }
 
 
@@ -79,10 +80,32 @@ def set_metadata(proto: onnx.ModelProto, metadata: Mapping[str, str]) -> None:
         entry.key, entry.value = f"{PREFIX}{key}", str(value)
     proto.producer_name = "oodx"
     proto.producer_version = __version__
-    proto.doc_string = (
-        f"oodx model + scorer {metadata.get('scorer')!r}: input -> output, score "
-        "(higher = more OOD), prediction"
+    proto.doc_string = doc_string(metadata)
+
+
+def doc_string(metadata: Mapping[str, str]) -> str:
+    """One sentence: what the model is and how to call it (the graph's ``doc_string``)."""
+    pre = json.loads(metadata["preprocess"]) if metadata.get("preprocess") else None
+    shape = json.loads(metadata.get("input_shape", "null")) or []
+    dims = ", ".join(
+        "batch" if i == 0 else ("any" if d is None else str(d)) for i, d in enumerate(shape)
+    )
+    if pre:
+        feed = (
+            f"raw {pre['color']} images as `input` uint8[{dims}] ({pre['layout']}, 0..255; "
+            "normalised" + (" and resized" if pre.get("resize") else "") + " inside the graph)"
+        )
+    else:
+        feed = f"`input` {metadata.get('input_dtype', 'float32')}[{dims}]"
+    loss = f", trained with {metadata['loss']}" if metadata.get("loss") else ""
+    outputs = ["`output`", "`score` (higher = more OOD)", "`prediction` (class index)"]
+    if metadata.get("threshold"):
+        outputs.append(f"`is_ood` (score > {float(metadata['threshold']):.6g} or not finite)")
+    return (
+        f"An oodx out-of-distribution detector ({metadata.get('task', 'classification')} model "
+        f"with the {metadata.get('scorer')} scorer{loss}): feed {feed} and it returns "
+        f"{', '.join(outputs[:-1])} and {outputs[-1]}."
     )
 
 
-__all__ = ["FORMAT_VERSION", "SCORE_CONVENTION", "build_metadata", "set_metadata"]
+__all__ = ["FORMAT_VERSION", "SCORE_CONVENTION", "build_metadata", "doc_string", "set_metadata"]

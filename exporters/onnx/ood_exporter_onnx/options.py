@@ -9,6 +9,7 @@ from typing import Any
 
 from ood_exporter_onnx.errors import ExportError
 
+INPUT_FORMATS = ("float", "uint8-nhwc", "uint8-nchw")
 MIN_OPSET = 18
 DEFAULT_OPSET = 20
 
@@ -21,7 +22,11 @@ class ExportOptions:
     fraction ``tpr`` of their scores, computed ``calibration_batch_size`` rows at a time.
     ``batch_sizes`` are the onnxruntime batch sizes checked against PyTorch within
     ``atol + rtol * |torch|``. ``example_input`` / ``input_shape`` (without batch) are needed
-    only for checkpoints that carry no example (pickled modules).
+    only for checkpoints that carry no example (pickled modules). ``input_format``
+    ``uint8-nhwc`` / ``uint8-nchw`` makes the graph take raw images and normalise them in-graph
+    (``(raw / 255 - mean) / std`` per channel; ``mean``/``std`` lists or ``"a,b,c"``), resized
+    to the model's size when ``resize`` (``(H, W)`` or ``"H,W"``, the model's size) is given;
+    ``"float"`` (default) keeps the model's own input.
     """
 
     opset: int = DEFAULT_OPSET
@@ -34,6 +39,10 @@ class ExportOptions:
     calibration_batch_size: int = 256
     example_input: Any = None
     input_shape: tuple[int, ...] | None = None
+    input_format: str = "float"
+    mean: Any = None
+    std: Any = None
+    resize: Any = None
 
     def __post_init__(self) -> None:
         _check_opset(self.opset)
@@ -49,6 +58,11 @@ class ExportOptions:
         size = self.calibration_batch_size
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ExportError(f"calibration_batch_size must be an integer >= 1, got {size!r}")
+        if self.input_format not in INPUT_FORMATS:
+            raise ExportError(
+                f"input_format must be one of {', '.join(INPUT_FORMATS)}, got {self.input_format!r}"
+            )
+        object.__setattr__(self, "resize", _check_resize(self.resize))
         if self.input_shape is not None:
             object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
 
@@ -86,6 +100,19 @@ def _check_opset(opset: Any) -> int:
             f"opset {opset} is newer than this onnx ({onnx.__version__}) knows: {newest}"
         )
     return opset
+
+
+def _check_resize(resize: Any) -> tuple[int, int] | None:
+    if resize is None:
+        return None
+    parts = resize.replace("x", ",").split(",") if isinstance(resize, str) else resize
+    try:
+        size = tuple(int(p) for p in parts)
+    except (TypeError, ValueError):
+        size = ()
+    if len(size) != 2 or min(size) < 1:
+        raise ExportError(f"resize must be two positive sizes H,W like 224,224, got {resize!r}")
+    return size  # type: ignore[return-value]
 
 
 def _check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
