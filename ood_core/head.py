@@ -88,6 +88,11 @@ class FeatureScorer(Scorer):
 
     reads = "features"
 
+    @property
+    def predicts(self) -> bool:
+        """A class decision only with a head (:attr:`Scorer.predicts`)."""
+        return self.head is not None
+
     def predict(self, features: Tensor) -> Tensor:
         """``argmax_c head(features)_c`` (int64); NaN and infinite features raise ``ValueError``."""
         if self.head is None:

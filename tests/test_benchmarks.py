@@ -125,3 +125,14 @@ def test_quality_crops_are_28x28() -> None:
 
 def test_fetch_data_script_parses() -> None:
     subprocess.run(["bash", "-n", str(BENCH / "fetch_data.sh")], check=True)
+
+
+@needs_reference
+def test_posthoc_smoke() -> None:
+    out = run_script(
+        BENCH / "posthoc.py", "--quick", "--synthetic", "--tiny", "--only", "mahalanobis,gen",
+        "--no-write",
+    )  # fmt: skip
+    assert "| mahalanobis" in out and "| gen" in out and "ONNX vs torch eager" in out
+    row = next(line for line in out.splitlines() if line.startswith("| mahalanobis"))
+    assert "error" not in row and row.split("|")[6].strip().endswith("x")  # fit speed ratio
