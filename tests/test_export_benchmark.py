@@ -23,7 +23,9 @@ def test_benchmark_quick(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "PyTorch eager" in table and "onnxruntime (CPU)" in table and "scorer share" in table
     for row in ("raw-image graph / float graph", "in-graph preprocessing / float graph"):
         assert row in table  # the raw-image rows (a small stand-in model in --quick)
-    sizes = {line.split("|")[1].strip(): line for line in table.splitlines() if "ood-runtime" in line}
+    sizes = {
+        line.split("|")[1].strip(): line for line in table.splitlines() if "ood-runtime" in line
+    }
     serving = next(v for k, v in sizes.items() if "serving" in k)
     training = next(v for k, v in sizes.items() if "train" in k)
     mb = [float(line.split("|")[3].replace(",", "")) for line in (serving, training)]
