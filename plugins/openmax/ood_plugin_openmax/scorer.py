@@ -81,7 +81,7 @@ class OpenMax(Scorer):
         stats = ClassStatistics(x.shape[1], scatter=False, owner=owner).update(x, y)
         moments = stats.finalize()
         self.means, self.present = moments.means, moments.present
-        distances = self._distances(x).gather(1, y[:, None]).squeeze(1)
+        distances = self._distance(x, self.means.to(x.dtype)[y])  # to its own class: O(N D)
         tails = [
             distances[y == k].topk(min(self.tailsize, int(n))).values
             for k, n in enumerate(moments.counts.tolist())
@@ -97,12 +97,16 @@ class OpenMax(Scorer):
         )
 
     def _distances(self, x: Tensor) -> Tensor:
-        """``euclid_weight * |x - mu_k| + (1 - euclid_weight) * cosine distance``: ``(B, C)``."""
-        mu = self.means.to(x.dtype)
-        euclid = ((x[:, None, :] - mu[None]) ** 2).sum(-1).sqrt()
+        """Distances of ``x`` ``(B, C)`` to every class mean: ``(B, C)``."""
+        return self._distance(x[:, None, :], self.means.to(x.dtype)[None])
+
+    def _distance(self, x: Tensor, mu: Tensor) -> Tensor:
+        """``euclid_weight * |x - mu| + (1 - euclid_weight) * (1 - cos(x, mu))`` over the last
+        dimension (``x`` and ``mu`` broadcast)."""
+        euclid = ((x - mu) ** 2).sum(-1).sqrt()
         if self.euclid_weight == 1:
             return euclid
-        cosine = 1 - (x @ mu.T) / (x.norm(dim=1, keepdim=True) * mu.norm(dim=1))
+        cosine = 1 - (x * mu).sum(-1) / (x.norm(dim=-1) * mu.norm(dim=-1))
         return self.euclid_weight * euclid + (1 - self.euclid_weight) * cosine
 
     def forward(self, logits: Tensor) -> Tensor:
