@@ -2,7 +2,7 @@
 
 Every rank's state after a few updates equals one process fed the concatenated global batch
 (ranks' shards in rank order, uneven and empty shards included): stateful losses, every
-registered scorer that must be fitted, and the metrics; a short DDP run with MCHAD and with VOS
+registered scorer that must be fitted, and the metrics; a short DDP run with MCHAD, CAC, Center and VOS
 keeps the ranks' parameters equal and matches one process.
 """
 
@@ -202,15 +202,21 @@ class _Trainer(nn.Module):
         if hasattr(self.loss, "fc"):  # VOS: features -> fc (the loss's head) -> logits
             feats = torch.tanh(self.body(x))
             return self.loss(self.loss.fc(feats), feats, y)
-        return self.loss(self.loss.distance(self.body(x)), y)  # MCHAD: distances to centres
+        return self.loss(self.loss.distance(self.body(x)), y)  # MCHAD, CAC, Center: distances
 
 
 def _losses():
+    from ood_plugin_cac import CACLoss
+    from ood_plugin_center import CenterLoss
     from ood_plugin_mchad import MCHADLoss
     from ood_plugin_vos import VirtualOutlierSynthesizingRegLoss as VOS
 
     torch.manual_seed(2)
     yield "mchad", _Trainer(MCHADLoss(n_classes=3, n_dim=3), 3)
+    torch.manual_seed(2)
+    yield "cac", _Trainer(CACLoss(n_classes=3), 3)  # anchors in a 3-d logit space
+    torch.manual_seed(2)
+    yield "center", _Trainer(CenterLoss(n_classes=3, n_dim=3), 3)
     torch.manual_seed(2)
     energy = nn.Linear(3, 1, bias=False)  # the default's bias is unused: DDP would refuse it
     nn.init.uniform_(energy.weight)
