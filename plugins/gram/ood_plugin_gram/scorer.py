@@ -20,6 +20,30 @@ from ood_core.validation import check_float, check_positive_int, fail
 
 #: held-out Gram feature rows kept to estimate the expected deviation per layer
 DEFAULT_MAX_HELD_OUT = 1 << 16
+_P = (1 << 31) - 1  # a Mersenne prime: the split's hash is computed modulo it, in int64
+
+
+def split_keys(rows: Tensor) -> Tensor:
+    """``(B,)`` keys in ``[0, 1)``, a hash of each row's exact float64 bits (modulo ``2^31 - 1``).
+
+    ``sum_i h_i w_i mod P`` over the 32-bit halves ``h_i`` of the row's values, fixed weights
+    ``w_i``, then two multiplicative mixing rounds: integer arithmetic, so a row's key does not
+    depend on its batch, its position, its rank or the order of the sum; no random generator.
+    """
+    bits = rows.to(torch.float64).contiguous().view(torch.int64)
+    halves = torch.stack([bits & 0xFFFFFFFF, (bits >> 32) & 0xFFFFFFFF], dim=2).flatten(1) % _P
+    i = torch.arange(1, halves.shape[1] + 1, dtype=torch.int64, device=rows.device)
+    weights = (i * 1103515245 + 12345) % _P + 1
+    h = ((halves * weights) % _P).sum(dim=1) % _P
+    for _ in range(2):
+        h = (h * 48271 + 11) % _P
+    return h.to(torch.float64) / _P
+
+
+def held_out(rows: Tensor, fraction: float) -> Tensor:
+    """``(B,)`` bool: rows held out of the bounds to estimate ``E[delta]``, ``key < fraction``
+    (:func:`split_keys`): about ``fraction`` of each class, decided by the row alone."""
+    return split_keys(rows) < fraction
 
 
 def gram_features(layer: Tensor, poles: Sequence[int]) -> Tensor:
@@ -62,16 +86,19 @@ class Gram(Scorer):
     Reads ``feature_maps``: a tuple/list of ``L`` layers' maps ``(B, C_l, ...)`` (or one tensor,
     one layer). The class is the argmax of ``head`` on the global average of the last layer
     (torchvision style). ``fit(x, y)`` needs labels: bounds per class over the ID samples kept
-    for training; ``E[delta_l]`` is the mean deviation of the held-out ones, the ``k``-th
-    sample of each class (stream order) being held out when ``floor((k + 1) f) > floor(k f)``
-    (``f = validation_fraction``; ``floor(n f)`` of ``n``, as 0.4.0's count, no random
-    generator). Fits on each rank's own data when distributed (bounds are not synchronised).
+    for training; ``E[delta_l]`` is the mean deviation of the held-out ones, a sample being held
+    out when the hash of its Gram features is below ``f = validation_fraction``
+    (:func:`held_out`: about ``f n`` of ``n``, no random generator, independent of order,
+    batches and ranks). Distributed fits all-reduce the min/max bounds and counts and gather the
+    held-out rows in rank order: every rank holds the one-process fit.
     """
 
     reads = "feature_maps"
     needs_fit = True
     fit_needs_labels = True
-    sync_dist = False
+    fit_sums = ("_counts",)
+    fit_mins = ("_min",)
+    fit_maxes = ("_max",)
     fit_state = ("lower", "upper", "layer_of", "norms", "poles", "channels")
     lower: Tensor
     upper: Tensor
@@ -147,15 +174,15 @@ class Gram(Scorer):
     ) -> tuple[Tensor, Tensor | None]:
         layers = self._layers(x, f"{owner}.fit", f"x (batch {i})")
         if not self._channels:
-            self._start(owner, layers)
+            self._start(owner, tuple(t.shape[1] for t in layers))
         feats = self._features(tuple(t.detach() for t in layers), torch.float64)
         return super()._fit_batch(owner, i, feats, y, shape)
 
-    def _start(self, owner: str, layers: tuple[Tensor, ...]) -> None:
-        """Fix channels, poles and classes from the first batch."""
-        self._channels = tuple(t.shape[1] for t in layers)
-        self._poles = self._poles or tuple(range(1, len(layers) + 1))
-        probe = torch.zeros(1, layers[-1].shape[1], dtype=layers[-1].dtype)
+    def _start(self, owner: str, channels: tuple[int, ...]) -> None:
+        """Fix channels, poles and classes from the first batch's layer channels."""
+        self._channels = channels
+        self._poles = self._poles or tuple(range(1, len(channels) + 1))
+        probe = torch.zeros(1, channels[-1])  # apply_head casts to the head's dtype
         width = int(apply_head(self.head, probe).shape[1])
         if self.num_classes is not None and self.num_classes != width:
             raise fail(owner, "num_classes", f"the head's {width} logits", self.num_classes)
@@ -170,16 +197,24 @@ class Gram(Scorer):
         x, y = x[y >= 0], y[y >= 0]
         if bool((y >= self._k).any()):
             raise fail(f"{type(self).__name__}.fit", "y", f"labels < {self._k} (the head's)", y)
-        onehot = torch.nn.functional.one_hot(y.cpu(), self._k)
-        rank = (onehot.cumsum(0) - 1).gather(1, y.cpu()[:, None]).squeeze(1) + self._counts[y]
-        self._counts += onehot.sum(0)
-        f = self.validation_fraction
-        held = (torch.floor((rank + 1) * f) > torch.floor(rank * f)).to(x.device)
+        self._counts += torch.bincount(y.cpu(), minlength=self._k)
+        held = held_out(x, self.validation_fraction)
         fit, fy = x[~held].cpu(), y[~held].cpu()
         index = fy[:, None].expand_as(fit)
         self._min.scatter_reduce_(0, index, fit, "amin")
         self._max.scatter_reduce_(0, index, fit, "amax")
         self._held.add(torch.cat([y[held, None].double(), x[held]], dim=1).cpu())
+
+    def _fit_sync(self) -> None:
+        """A rank that saw no batch takes the layer channels of one that did, then the bounds
+        are reduced by min / max, the counts summed, the held-out rows gathered in rank order."""
+        shapes: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(shapes, (self._channels, self._poles))
+        channels, poles = next((c, p) for c, p in shapes if c)
+        if not self._channels:
+            self._poles = poles
+            self._start(type(self).__name__, channels)
+        super()._fit_sync()
 
     def _fit_end(self) -> None:
         owner = type(self).__name__
@@ -245,4 +280,4 @@ def _check_poles(owner: str, poles: Sequence[int] | None) -> tuple[int, ...]:
     return tuple(int(p) for p in poles)
 
 
-__all__ = ["DEFAULT_MAX_HELD_OUT", "Gram", "deviation", "gram_features"]
+__all__ = ["DEFAULT_MAX_HELD_OUT", "Gram", "deviation", "gram_features", "held_out", "split_keys"]

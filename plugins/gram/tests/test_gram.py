@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from ood_plugin_gram import Gram
-from ood_plugin_gram.scorer import gram_features
+from ood_plugin_gram.scorer import gram_features, held_out
 
 from ood_core.scoring import NotFittedError
 from ood_core.testing.posthoc import onnx_scores
@@ -25,13 +25,23 @@ def layers_of(net: TinyNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         return first, net.features[2:](first)
 
 
-def held_out(y: torch.Tensor, fraction: float, num_classes: int) -> list[torch.Tensor]:
-    """Per class, the positions (within the class, stream order) our fit holds out."""
-    out = []
-    for c in range(num_classes):
-        k = torch.arange(int((y == c).sum()), dtype=torch.float64)
-        out.append(torch.nonzero(torch.floor((k + 1) * fraction) > torch.floor(k * fraction))[:, 0])
-    return out
+def our_splits(scorer: Gram, layers, y: torch.Tensor, fraction: float) -> list[torch.Tensor]:
+    """Per class, the positions (within the class, stream order) the fit of ``scorer`` held out."""
+    held = held_out(scorer._features(layers, torch.float64)[y >= 0], fraction)
+    y = y[y >= 0]
+    return [torch.nonzero(held[y == c])[:, 0] for c in range(int(y.max()) + 1)]
+
+
+class Counts(float):
+    """0.4.0 holds out ``int(validation_fraction * n_c)`` per class: this one gives ours."""
+
+    def __new__(cls, counts):
+        out = super().__new__(cls, 0.5)
+        out.counts = iter(counts)
+        return out
+
+    def __mul__(self, n_c):
+        return next(self.counts)
 
 
 @pytest.mark.parametrize("fraction, poles", [(0.0, None), (0.1, None), (0.2, [1, 3])])
@@ -42,10 +52,14 @@ def test_matches_pytorch_ood_fitted_on_the_same_data(monkeypatch, fraction, pole
     y[::11] = -1  # OOD rows: dropped by both
     reference = pytorch_ood_detector("gram")
     theirs = reference.Gram(net.head_on_maps, [net.features[:2], net.features[2:]], 3, poles)
-    theirs.validation_fraction = fraction
-    splits = iter(held_out(y[y >= 0], fraction, 3))
+    ours = Gram(net.fc, num_classes=3, num_poles_list=poles, validation_fraction=fraction)
+    ours.fit([(layers_of(net, x[i : i + 40]), y[i : i + 40]) for i in range(0, 150, 40)])
+    held = our_splits(ours, layers_of(net, x), y, fraction)
+    assert all(len(h) > 0 for h in held) or fraction == 0  # the split is exercised
+    theirs.validation_fraction = Counts(len(h) for h in held)
+    splits = iter(held)
 
-    def our_split(n):  # 0.4.0 takes perm[:n_val] as held out: give it our deterministic split
+    def our_split(n):  # 0.4.0 takes perm[:n_val] as held out: give it our split
         held = next(splits)
         rest = torch.tensor([i for i in range(n) if i not in set(held.tolist())])
         return torch.cat([held, rest.long()])
@@ -53,8 +67,6 @@ def test_matches_pytorch_ood_fitted_on_the_same_data(monkeypatch, fraction, pole
     monkeypatch.setattr(torch, "randperm", our_split)
     theirs.fit([(x[i : i + 50], y[i : i + 50]) for i in range(0, 150, 50)])
     monkeypatch.undo()
-    ours = Gram(net.fc, num_classes=3, num_poles_list=poles, validation_fraction=fraction)
-    ours.fit([(layers_of(net, x[i : i + 40]), y[i : i + 40]) for i in range(0, 150, 40)])
     torch.testing.assert_close(ours.norms.float(), theirs.layer_norm.float(), rtol=1e-5, atol=0)
     expected = theirs.predict(test)
     torch.testing.assert_close(ours(layers_of(net, test)), expected, rtol=1e-5, atol=1e-5)
@@ -83,6 +95,23 @@ def test_the_fitted_state_does_not_depend_on_the_random_seed():
         states.append(Gram(net.fc).fit(data, y).state_dict())
     for key, value in states[0].items():
         assert torch.equal(value, states[1][key]), key
+
+
+def test_the_split_depends_on_each_sample_alone_and_holds_out_about_the_fraction():
+    """Shuffled and re-batched data give the same fit (the split a rank makes on its shard is
+    the one-process split); the hash holds out about f n (4 binomial standard deviations)."""
+    net = TinyNet(num_classes=3).eval()
+    data, y = layers_of(net, images(90, 4)), torch.arange(90) % 3
+    perm = torch.randperm(90, generator=torch.Generator().manual_seed(0))
+    a = Gram(net.fc, validation_fraction=0.3).fit(data, y)
+    b = Gram(net.fc, validation_fraction=0.3)
+    b.fit([(tuple(t[perm[i : i + 7]] for t in data), y[perm[i : i + 7]]) for i in range(0, 90, 7)])
+    for key, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[key], rtol=1e-12, atol=0, msg=key)
+    assert 0 < held_out(a._features(data, torch.float64), 0.3).sum() < 90
+    rows = torch.randn(4000, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    for f in (0.1, 0.5):
+        assert abs(int(held_out(rows, f).sum()) - 4000 * f) < 4 * (4000 * f * (1 - f)) ** 0.5
 
 
 def test_export_with_fitted_state_at_two_batch_sizes():
