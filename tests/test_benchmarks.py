@@ -136,3 +136,19 @@ def test_posthoc_smoke() -> None:
     assert "| mahalanobis" in out and "| gen" in out and "ONNX vs torch eager" in out
     row = next(line for line in out.splitlines() if line.startswith("| mahalanobis"))
     assert "error" not in row and row.split("|")[6].strip().endswith("x")  # fit speed ratio
+
+
+@needs_reference
+def test_posthoc_issue14_smoke() -> None:
+    """Issue 14's part: a shaping scorer exported with the model, a gradient and a stochastic one."""
+    out = run_script(
+        BENCH / "posthoc.py", "--quick", "--synthetic", "--tiny", "--part", "14",
+        "--only", "react,odin,mc-dropout", "--no-write",
+    )  # fmt: skip
+    rows = {line.split("|")[1].strip(): line.split("|") for line in out.splitlines()
+            if line.startswith("| ") and not line.startswith("| scorer")}  # fmt: skip
+    assert set(rows) == {"react", "odin", "mc-dropout"}
+    assert all("error" not in "|".join(r) for r in rows.values()), out
+    logits_diff, score_diff = rows["react"][10].split("(")[0].split("/")
+    assert float(logits_diff) < 1e-4 and float(score_diff) < 1e-4  # ONNX equals eager
+    assert rows["odin"][3].strip() == "20" and rows["odin"][10].strip() == "-"  # subsampled
