@@ -69,6 +69,22 @@ class DemoData:
         """uint8 images ``(N, 28, 28)`` -> float32 ``(N, 1, 28, 28)`` in [0, 1] (model input)."""
         return (x.astype(np.float32) / 255.0)[:, None]
 
+    def subset(self, per_class: int, n_outliers: int) -> DemoData:
+        """The first ``per_class`` train and test digits of every class and the first
+        ``n_outliers`` crops of every outlier set (a quick run, e.g. a test of the pipeline)."""
+
+        def digits(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            keep = np.concatenate([np.flatnonzero(y == c)[:per_class] for c in np.unique(y)])
+            keep.sort()
+            return x[keep], y[keep]
+
+        return DemoData(
+            *digits(self.x_train, self.y_train),
+            *digits(self.x_test, self.y_test),
+            self.x_oe[:n_outliers],
+            {k: v[:n_outliers] for k, v in self.ood_test.items()},
+        )
+
 
 def cache_dir() -> Path:
     """``$OODX_CACHE`` or ``~/.cache/oodx`` (created on demand)."""

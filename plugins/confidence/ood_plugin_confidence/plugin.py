@@ -22,6 +22,7 @@ def oodx_register_losses(register):
         uses_ood=False,
         scorer="confidence",
         inputs=("logits", "confidence", "target"),
+        recipe={"demo": {"lr": 0.005}},
         aliases=("confidenceloss",),
     )
 

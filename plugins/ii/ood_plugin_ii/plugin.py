@@ -27,7 +27,7 @@ def oodx_register_losses(register: Any) -> None:
         uses_ood=False,
         scorer="ii",
         inputs=("embedding", "target"),
-        recipe={"demo": {"embedding_norm": "batch", "fit_centers": True}},
+        recipe={"alpha": 3.0, "demo": {"embedding_norm": "batch", "fit_centers": True}},
         aliases=("iiloss",),
     )
 

@@ -31,7 +31,7 @@ def oodx_register_losses(register):
         scorer="weighted-energy",
         inputs=("logits", "features", "target"),
         recipe={
-            "alpha": 0.5,
+            "alpha": 1.0,
             "sample_number": 200,
             "sample_from": 2000,
             "select": 1,
