@@ -169,7 +169,7 @@ class Scorer(nn.Module):
                 f"{', '.join(map(str, shape))})"
             )
         x = x.detach()
-        if not bool(torch.isfinite(x).all()):
+        if not _all_finite(x):
             raise ValueError(f"{where} holds NaN or infinite values; fit data must be finite")
         if y is None:
             if self.fit_needs_labels:
@@ -282,6 +282,12 @@ def _agree_on_failure(owner: str, failed_here: bool) -> Exception | None:
             "is fitted"
         )
     return None
+
+
+def _all_finite(x: Tensor) -> bool:
+    """Whether every value is finite: a finite sum proves it (one pass, no bool copy); a sum that
+    overflowed or met NaN/inf falls back to the exact element check."""
+    return bool(torch.isfinite(x.sum())) or bool(torch.isfinite(x).all())
 
 
 def _what(x: object) -> str:

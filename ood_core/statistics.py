@@ -109,26 +109,31 @@ class ClassStatistics:
     def update(self, x: Tensor, y: Tensor | None = None) -> ClassStatistics:
         """Add a batch ``x (B, D)`` with labels ``y (B,)`` (``None``: all class 0)."""
         x = self._check(x, y)
-        y = torch.zeros(x.shape[0], dtype=torch.long, device=x.device) if y is None else y.long()
-        classes = int(y.max().item()) + 1 if y.numel() else 1
-        self._grow(max(classes, self.num_classes or 0), x)
-        size = self.counts.shape[0]
-        onehot = torch.nn.functional.one_hot(y, size).to(torch.float64)
-        n_b = onehot.sum(0)
-        mean_b = (onehot.T @ x) / n_b.clamp_min(1)[:, None]
+        if y is None:
+            y = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        y = y.to(device=x.device, dtype=torch.long)
+        self._grow(max(int(y.max().item()) + 1 if y.numel() else 1, self.num_classes or 0), x)
+        if not x.shape[0]:
+            return self
+        size, single = self.counts.shape[0], bool((y == y[0]).all())
+        if single:  # one class in the batch (no labels, or sorted data): no scatter by label
+            n_b = x.new_zeros(size).index_fill_(0, y[:1], float(x.shape[0]))
+            mean_b = x.new_zeros(size, x.shape[1])
+            mean_b[y[0]] = x.mean(0)
+        else:  # per-class sums by index_add: O(B D), not a dense one_hot(B, C) @ x
+            n_b = torch.bincount(y, minlength=size).to(torch.float64)
+            mean_b = x.new_zeros(size, x.shape[1]).index_add_(0, y, x) / n_b.clamp_min(1)[:, None]
         n_a, n = self.counts, self.counts + n_b
         delta = mean_b - self.means
         weight = torch.where(n > 0, n_a * n_b / n.clamp_min(1), torch.zeros_like(n))
-        centred = x - mean_b[y]
+        if self.keep_scatter or self.per_class:
+            centred = x - (mean_b[y[0]] if single else mean_b[y])
+            shift = weight[:, None] * delta
         if self.keep_scatter:
-            self.scatter = self.scatter + centred.T @ centred + (delta * weight[:, None]).T @ delta
+            self.scatter = self.scatter + centred.T @ centred + shift.T @ delta
         if self.per_class:
-            within = torch.einsum("bc,bi,bj->cij", onehot, centred, centred)
-            self.class_scatter = (
-                self.class_scatter
-                + within
-                + weight[:, None, None] * (delta[:, :, None] * delta[:, None, :])
-            )
+            self.class_scatter = self.class_scatter + _class_scatter(centred, y, size)
+            self.class_scatter += shift[:, :, None] * delta[:, None, :]
         self.means = self.means + delta * (n_b / n.clamp_min(1))[:, None]
         self.counts = n
         return self
@@ -213,6 +218,18 @@ class ClassStatistics:
             self.class_scatter = _cat(self.class_scatter, x.new_zeros(extra, d, d))
 
 
+def _class_scatter(centred: Tensor, y: Tensor, classes: int) -> Tensor:
+    """Per-class scatter ``(C, D, D)`` of rows already centred on their class mean: one
+    ``X_c^T X_c`` per class present (rows grouped by a stable sort), ``O(B D^2)`` in all."""
+    out = centred.new_zeros(classes, centred.shape[1], centred.shape[1])
+    order = torch.argsort(y, stable=True)
+    rows, sizes = centred[order], torch.bincount(y, minlength=classes).tolist()
+    for c, part in enumerate(torch.split(rows, sizes)):
+        if part.shape[0]:
+            out[c] = part.T @ part
+    return out
+
+
 def _cat(old: Tensor | None, new: Tensor) -> Tensor:
     return new if old is None else torch.cat([old, new])
 
@@ -243,29 +260,56 @@ def precision(
     cov = (cov + cov.transpose(-1, -2)) / 2
     d = cov.shape[-1]
     eye = torch.eye(d, dtype=torch.float64, device=cov.device)
-    rank = _rank(cov, rtol)
     ridge = 0.0 if eps is None else float(eps)
-    if rank < d:
-        if eps is None:
-            scale = float(cov.diagonal(dim1=-2, dim2=-1).mean().clamp_min(0).item())
-            ridge = max(1e-6 * scale, 1e-12)
-        warnings.warn(
-            f"{owner}: the covariance of the fit data is singular (rank {rank} of {d}; fewer "
-            f"independent samples than feature dimensions, or constant features); regularised "
-            f"by adding eps*I with eps={ridge:.3g}",
-            SingularCovarianceWarning,
-            stacklevel=2,
-        )
-    factor, info = torch.linalg.cholesky_ex(cov + ridge * eye)
-    if bool((info != 0).any()):
+    factor, inverse_factor = _cholesky_inverse(cov, ridge, eye)
+    if factor is None or not _surely_full_rank(
+        cov, ridge, inverse_factor, rtol
+    ):  # decide by the eigenvalues
+        rank = _rank(cov, rtol)
+        if rank < d:
+            if eps is None:
+                scale = float(cov.diagonal(dim1=-2, dim2=-1).mean().clamp_min(0).item())
+                ridge = max(1e-6 * scale, 1e-12)
+                factor, inverse_factor = _cholesky_inverse(cov, ridge, eye)
+            warnings.warn(
+                f"{owner}: the covariance of the fit data is singular (rank {rank} of {d}; fewer "
+                f"independent samples than feature dimensions, or constant features); "
+                f"regularised by adding eps*I with eps={ridge:.3g}",
+                SingularCovarianceWarning,
+                stacklevel=2,
+            )
+    if factor is None:
         raise ValueError(
             f"{owner}: the covariance is not positive definite even after adding eps*I with "
             f"eps={ridge:.3g}; pass a larger eps"
         )
-    inverse_factor = torch.linalg.solve_triangular(factor, eye.expand_as(cov), upper=False)
     logdet = 2 * factor.diagonal(dim1=-2, dim2=-1).log().sum(-1)
     whiten = inverse_factor.transpose(-1, -2)
     return Precision(whiten @ inverse_factor, whiten, logdet, ridge)
+
+
+def _cholesky_inverse(cov: Tensor, ridge: float, eye: Tensor) -> tuple[Tensor | None, Tensor]:
+    """Cholesky factor ``L`` of ``cov + ridge I`` and ``L^-1``; ``L`` is ``None`` (and the
+    second item meaningless) when the matrix is not positive definite."""
+    factor, info = torch.linalg.cholesky_ex(cov + ridge * eye)
+    if bool((info != 0).any()):
+        return None, factor
+    return factor, torch.linalg.solve_triangular(factor, eye.expand_as(cov), upper=False)
+
+
+def _surely_full_rank(
+    cov: Tensor, ridge: float, inverse_factor: Tensor, rtol: float | None
+) -> bool:
+    """A cheap certificate that every eigenvalue of ``cov`` exceeds ``rtol * largest``:
+    ``lambda_min >= 1 / trace((cov + ridge I)^-1) - ridge`` and ``lambda_max <= trace(cov)``.
+    ``False`` means "not proven" (the caller then computes the eigenvalues), never "singular"."""
+    if not bool(torch.isfinite(inverse_factor).all()):
+        return False
+    d = cov.shape[-1]
+    tol = rtol if rtol is not None else d * torch.finfo(torch.float64).eps * 10
+    low = 1 / inverse_factor.square().sum((-2, -1)) - ridge
+    top = cov.diagonal(dim1=-2, dim2=-1).sum(-1)
+    return bool((low > tol * top).all())
 
 
 def _rank(cov: Tensor, rtol: float | None) -> int:

@@ -72,7 +72,8 @@ class ViM(FeatureScorer):
 
     def _fit_begin(self) -> None:
         w, b = (t.double() for t in self._weights())
-        self._u = -(torch.linalg.pinv(w) @ b)
+        # -W^+ b: the minimum-norm least-squares solution (pivoted QR, not a full SVD)
+        self._u = -torch.linalg.lstsq(w, b[:, None], driver="gelsy").solution[:, 0]
         self._stats = ClassStatistics(owner=type(self).__name__)
         self._rows = BoundedRows(self.alpha_samples)
         self._max_logit = 0.0
