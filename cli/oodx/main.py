@@ -122,14 +122,14 @@ class LazyGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        missing = missing_packages(cmd_name)  # also for a command imported before (in-process)
+        if missing:
+            raise UserError(missing)
         if cmd_name in self.commands:
             return self.commands[cmd_name]
         if cmd_name not in self.lazy:
             return None
         target, _ = self.lazy[cmd_name]
-        missing = missing_packages(cmd_name)
-        if missing:
-            raise UserError(missing)
         module_name, _, attr = target.partition(":")
         try:
             module = importlib.import_module(module_name)
