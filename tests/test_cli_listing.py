@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 import ood_core
 from ood_core.registry import Registry, set_registry
+from ood_core.testing.fakes import loss_registration
 from oodx.main import COMMANDS, cli, main
 
 PY = sys.executable
@@ -164,27 +165,17 @@ def test_plugins_check_passes_on_installed_plugins(fake_registry):
 
 def test_plugins_check_fails_on_broken_plugins(fake_registry):
     def good(register):
-        register(
-            name="good-loss",
-            target="ood_core.builtin.losses:CrossEntropyLoss",
-            summary="ok",
-            paper="p",
-            tasks=("classification",),
-            uses_ood=False,
-            scorer="msp",
-            inputs=("logits", "target"),
-        )
+        register(**loss_registration(name="good-loss", summary="ok", paper="p"))
 
     def bad_target(register):
         register(
-            name="ghost",
-            target="no_such_module_anywhere:Loss",
-            summary="missing",
-            paper="p",
-            tasks=("classification",),
-            uses_ood=False,
-            scorer="nowhere",
-            inputs=("logits", "target"),
+            **loss_registration(
+                name="ghost",
+                target="no_such_module_anywhere:Loss",
+                summary="missing",
+                paper="p",
+                scorer="nowhere",
+            )
         )
 
     def raising(register):
@@ -414,16 +405,7 @@ def test_plugins_listing_reports_clash_and_base_exceptions(evil_path):
 
 def test_plugins_check_fails_on_a_clash(fake_registry):
     def toy(register):
-        register(
-            name="toy",
-            target="ood_core.builtin.losses:CrossEntropyLoss",
-            summary="ok",
-            paper="p",
-            tasks=("classification",),
-            uses_ood=False,
-            scorer="msp",
-            inputs=("logits", "target"),
-        )
+        register(**loss_registration(summary="ok", paper="p"))
 
     fake_registry([("one", _plugin("one", toy)), ("two", _plugin("two", toy))])
     result = invoke("plugins", "check")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import types
 import zipfile
 from pathlib import Path
 
@@ -170,22 +169,10 @@ class PlainCE(nn.CrossEntropyLoss):
 
 @pytest.fixture
 def plain_ce_registered():
-    from ood_core.hookspecs import hookimpl
     from ood_core.registry import Registry, set_registry
+    from ood_core.testing.fakes import fake_plugin, loss_registration
 
-    def losses(register):  # noqa: ANN001, ANN202
-        register(
-            name="plain-ce",
-            target=f"{__name__}:PlainCE",
-            summary="s",
-            paper="",
-            tasks=("classification",),
-            uses_ood=False,
-            scorer="msp",
-            inputs=("logits", "target"),
-        )
-
-    plugin = types.SimpleNamespace(OODX_PLUGIN_API=1, oodx_register_losses=hookimpl(losses))
+    plugin = fake_plugin(losses=[loss_registration(name="plain-ce", target=f"{__name__}:PlainCE")])
     old = set_registry(Registry.from_plugins({"third-party": plugin}))
     yield
     set_registry(old)

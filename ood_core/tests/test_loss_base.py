@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import types
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,9 @@ import torch
 from torch import nn
 
 import ood_core
-from ood_core import hookimpl
 from ood_core.loss import ROLES, Loss, registration_of
 from ood_core.registry import Registry
+from ood_core.testing.fakes import fake_plugin, loss_registration
 
 _PYTORCH_OOD = Path(__file__).resolve().parents[2] / ".venv"
 
@@ -127,29 +126,13 @@ def test_every_registered_loss_is_a_loss_with_roles_equal_to_inputs():
 
 
 def _registry_with_unimportable_target() -> Registry:
-    def losses(register):
-        register(
-            name="base-loss",
-            target=f"{__name__}:Base",
-            summary="s",
-            paper="",
-            tasks=("classification",),
-            uses_ood=False,
-            scorer="msp",
-            inputs=("logits", "target"),
-        )
-        register(
-            name="ghost",
-            target="no_such_module_anywhere:Ghost",
-            summary="s",
-            paper="",
-            tasks=("classification",),
-            uses_ood=False,
-            scorer="msp",
-            inputs=("logits", "target"),
-        )
-
-    plugin = types.SimpleNamespace(OODX_PLUGIN_API=1, oodx_register_losses=hookimpl(losses))
+    plugin = fake_plugin(
+        "fixtures",
+        losses=[
+            loss_registration(name="base-loss", target=f"{__name__}:Base"),
+            loss_registration(name="ghost", target="no_such_module_anywhere:Ghost"),
+        ],
+    )
     return Registry.from_plugins({"fixtures": plugin})
 
 

@@ -20,17 +20,9 @@ from ood_core.registry import (
     _Candidate,
     make_info,
 )
+from ood_core.testing.fakes import loss_registration
 
-LOSS = dict(
-    name="toy",
-    target="ood_core.builtin.losses:CrossEntropyLoss",
-    summary="A toy.",
-    paper="",
-    tasks=("classification",),
-    uses_ood=False,
-    scorer="msp",
-    inputs=("logits", "target"),
-)
+LOSS = loss_registration()
 
 
 def plugin(api=1, **hooks) -> types.SimpleNamespace:
