@@ -266,10 +266,10 @@ def check_classification(
     ``masks=True`` allows ``-inf`` logits as class masks (see :func:`check_float`), except at the
     target class of an ID entry. Returns the scores and the targets as int64.
     """
-    logits, target = _check_pair(owner, logits, target, arg, ranks, target_arg)
-    _check_max(owner, target_arg, target, logits.shape[1])
-    _check_logit_values(owner, arg, logits, target, masks)
-    return logits, target
+    checked = check_classification_bounds(
+        owner, logits, target, arg=arg, ranks=ranks, target_arg=target_arg, masks=masks
+    )
+    return checked[0], checked[1]
 
 
 def check_classification_bounds(
