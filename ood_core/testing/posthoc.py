@@ -88,3 +88,12 @@ __all__ = [
     "fit_clusters",
     "onnx_scores",
 ]
+
+
+def tiny_classifier(
+    activation: type[nn.Module] = nn.Tanh, dropout: float = 0.2, seed: int = 0
+) -> nn.Module:
+    """A seeded MLP ``8 -> 16 -> 4`` with dropout: the model of the kit cases of scorers that
+    read inputs through a model (ODIN, GradNorm, MC dropout, ...)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(8, 16), activation(), nn.Dropout(dropout), nn.Linear(16, 4))

@@ -1,14 +1,13 @@
 """The GradUncertainty scorer passes the oodx conformance kit (export checks become the refusal check)."""
 
-import torch
 from torch import nn
 
 from ood_core.testing import ScorerCase, parametrize_with_checks
+from ood_core.testing.posthoc import tiny_classifier
 
 
 def _model() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Dropout(0.2), nn.Linear(16, 4))
+    return tiny_classifier()
 
 
 MODEL = _model()
